@@ -1,0 +1,90 @@
+"""Tests for gcjax.langevin."""
+
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl.testing import absltest
+
+from gcjax.langevin import langevin
+
+
+def _quadratic(tau):
+  return lambda x: jnp.sum(jnp.square(x), axis=-1) / (2.0 * tau**2)
+
+
+class LangevinTest(absltest.TestCase):
+
+  def test_quadratic_stationary_variance(self):
+    # x <- x (1 - eta / tau^2) + sigma eps has stationary variance
+    # sigma^2 / (1 - (1 - eta / tau^2)^2).
+    tau, eta, sigma = 1.5, 0.3, 0.2
+    a = 1.0 - eta / tau**2
+    expected = sigma**2 / (1.0 - a**2)
+    x0 = jnp.zeros((4096, 8))
+    x, stats = langevin(_quadratic(tau), x0, jax.random.key(0), n_steps=200,
+                        step_size=eta, noise_std=sigma, clip=None)
+    np.testing.assert_allclose(np.var(np.asarray(x)), expected, rtol=0.03)
+    self.assertAlmostEqual(float(np.mean(np.asarray(x))), 0.0, delta=0.01)
+    # Stats: grad_norm ~ E|x|/tau^2 > 0 and step_norm = eta * grad_norm.
+    np.testing.assert_allclose(stats['step_norm'], eta * stats['grad_norm'],
+                               rtol=1e-5)
+    self.assertGreater(float(stats['grad_norm']), 0.0)
+
+  def test_no_gradient_to_start(self):
+    energy = _quadratic(1.0)
+
+    def f(x0):
+      x, _ = langevin(energy, x0, jax.random.key(1), n_steps=5,
+                      step_size=0.1, noise_std=0.01)
+      return jnp.sum(x**2)
+
+    g = jax.grad(f)(jnp.full((3, 4), 0.5))
+    np.testing.assert_array_equal(np.asarray(g), 0.0)
+
+  def test_clip_and_grad_clip(self):
+    # A linear energy pushes every pixel up; the chain must stay in range.
+    energy = lambda x: -jnp.sum(x, axis=(1, 2, 3)) * 10.0
+    x0 = jnp.zeros((2, 4, 4, 3))
+    x, stats = langevin(energy, x0, jax.random.key(2), n_steps=4,
+                        step_size=1.0, noise_std=0.0, grad_clip=0.5)
+    self.assertLessEqual(float(jnp.max(x)), 1.0)
+    # Each per-example gradient (norm 10 * sqrt(48)) is clipped to 0.5.
+    np.testing.assert_allclose(stats['grad_norm'], 0.5, rtol=1e-5)
+    # 4 steps of 0.5 * (unit direction): every pixel moves 4*0.5/sqrt(48).
+    np.testing.assert_allclose(np.asarray(x), 2.0 / np.sqrt(48.0), rtol=1e-5)
+
+  def test_jit_static_steps_and_determinism(self):
+    energy = _quadratic(1.0)
+
+    @jax.jit
+    @functools.partial(chex.assert_max_traces, n=1)
+    def fn(x0, key, step_size):
+      return langevin(energy, x0, key, n_steps=3, step_size=step_size,
+                      noise_std=0.1)
+
+    x0 = jnp.zeros((2, 5))
+    key = jax.random.key(3)
+    a, _ = fn(x0, key, step_size=0.1)
+    b, _ = fn(x0, key, step_size=0.1)
+    c, _ = fn(x0, jax.random.key(4), step_size=0.1)
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    self.assertFalse(np.allclose(np.asarray(a), np.asarray(c)))
+
+  def test_zero_steps_returns_start(self):
+    x0 = jnp.arange(6.0).reshape(2, 3) / 10
+    x, stats = langevin(_quadratic(1.0), x0, jax.random.key(0), n_steps=0,
+                        step_size=1.0, noise_std=1.0)
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(x0))
+    self.assertEqual(float(stats['step_norm']), 0.0)
+
+  def test_bad_steps(self):
+    with self.assertRaisesRegex(ValueError, 'n_steps'):
+      langevin(_quadratic(1.0), jnp.zeros((2, 2)), jax.random.key(0),
+               n_steps=-1, step_size=1.0, noise_std=1.0)
+
+
+if __name__ == '__main__':
+  absltest.main()
