@@ -1,0 +1,42 @@
+"""The trainer's config section shared by every experiment config file.
+
+Experiment files in ``configs/`` start from :func:`base` and set every
+method-specific default themselves.
+"""
+
+import ml_collections
+
+
+def base() -> ml_collections.ConfigDict:
+  """Trainer fields: run length, logging, checkpoints, guard, evals."""
+  c = ml_collections.ConfigDict()
+  c.method = ''
+  c.seed = 0
+  c.total_steps = 1000
+  c.log_every = 50
+  c.ckpt_every = 500
+  c.keep_ckpts = 2
+  c.sample_every = 0          # 0: sample grid only at the end.
+  c.n_samples = 8             # rows in the sample grid.
+  c.eval_batch_size = 64
+  c.guard = ml_collections.ConfigDict({'policy': 'stop'})  # or 'skip'
+  c.evals = ml_collections.ConfigDict()
+  return c
+
+
+def adam(lr=2e-4, b1=0.5, b2=0.999, decay='linear', decay_start=0):
+  """An optimizer section matching ``methods.base.make_adam``'s arguments."""
+  return ml_collections.ConfigDict(
+      {'lr': lr, 'b1': b1, 'b2': b2, 'decay': decay,
+       'decay_start': decay_start})
+
+
+def edges2fashion(resolution=32, channels=1, batch_size=16, train_limit=0,
+                  test_limit=0):
+  """The embedded paired dataset (Fashion-MNIST shoes + Canny edges)."""
+  return ml_collections.ConfigDict({
+      'name': 'edges2fashion', 'train_split': 'train', 'test_split': 'test',
+      'batch_size': batch_size, 'seed': 0, 'augment': False,
+      'args': {'resolution': resolution, 'channels': channels,
+               'classes': (5, 7, 9)},
+      'train_limit': train_limit, 'test_limit': test_limit})

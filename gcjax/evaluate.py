@@ -1,0 +1,264 @@
+"""Evaluators: stream the test split through the method's predict functions.
+
+``evaluate(evals_config, method, state, predict, test_arrays, mesh, batch)``
+returns ``{model_name: {metric: value}}``. Evaluator kinds (``type``):
+
+* ``image``: L1 / PSNR / SSIM against the target images, and the same
+  ``agree_*`` figures against the method's reference model (the teacher).
+* ``fid``: FID and KID (Inception pool3, ``gcjax.metrics.fid``) against the
+  real test images (``against='target'``), the reference model's outputs
+  (``'reference'``) or saved statistics (``stats_path``); ``repeats`` > 1
+  reports mean and std over sample draws (different latents / subsets).
+* ``lpips``: LPIPS to the target and to the reference.
+* ``cost``: parameters, MACs (true and literature convention), XLA flops,
+  latency at batch 1 and a larger batch.
+* ``is``: the Fashion-MNIST domain Inception Score (gcjax's own classifier).
+
+No files are written here; ``train.py`` writes what this returns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+from gcjax.data import pipeline
+
+
+def _iter_eval(method, state, predict, arrays, mesh, batch_size: int,
+               limit: int, seed: int):
+  """Yields (batch, preds) numpy dicts over the test arrays (valid rows)."""
+  n = len(next(iter(arrays.values())))
+  if limit and limit > 0:
+    n = min(n, limit)
+  arrays = {k: v[:n] for k, v in arrays.items()}
+  for i, (batch, valid) in enumerate(
+      pipeline.eval_batches(arrays, batch_size)):
+    if method.latent_dim:
+      key = jax.random.fold_in(jax.random.key(seed), i)
+      batch['z'] = np.asarray(
+          jax.random.normal(key, (batch_size, method.latent_dim)))
+    gb = pipeline.to_global(batch, mesh, process_local=False)
+    preds = {k: np.asarray(jax.device_get(fn(state, gb)))[:valid]
+             for k, fn in predict.items()}
+    yield {k: v[:valid] for k, v in batch.items()}, preds
+
+
+def _image_eval(method, stream, **_):
+  from gcjax.metrics import image
+  sums: dict[str, dict[str, float]] = {}
+  count = 0
+  ref = method.reference
+  for batch, preds in stream:
+    count += len(next(iter(preds.values())))
+    for name, out in preds.items():
+      s = sums.setdefault(name, {})
+      pairs = []
+      if method.target_key and method.target_key in batch:
+        pairs.append(('', batch[method.target_key]))
+      if ref and name != ref and ref in preds:
+        pairs.append(('agree_', preds[ref]))
+      for pre, tgt in pairs:
+        s[pre + 'l1'] = s.get(pre + 'l1', 0) + float(
+            np.abs(out - tgt).mean(axis=(1, 2, 3)).sum())
+        s[pre + 'psnr'] = s.get(pre + 'psnr', 0) + float(
+            np.sum(image.psnr(out, tgt)))
+        s[pre + 'ssim'] = s.get(pre + 'ssim', 0) + float(
+            np.sum(image.ssim(out, tgt)))
+  return {name: {k: v / count for k, v in s.items()}
+          for name, s in sums.items()}
+
+
+def _fid_eval(method, stream, *, against='target', stats_path='',
+              kid_subsets=10, kid_subset_size=1000, batch_size=32, **_):
+  from gcjax.metrics import fid
+  fn = fid.inception_fn(fid.load_inception_params())
+  feats: dict[str, list[np.ndarray]] = {}
+  real: list[np.ndarray] = []
+
+  def run(x):
+    out = []
+    for i in range(0, len(x), batch_size):
+      chunk = x[i:i + batch_size]
+      pad = batch_size - len(chunk)
+      if pad:
+        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, 0)])
+      out.append(np.asarray(fn(chunk))[:batch_size - pad])
+    return np.concatenate(out)
+
+  for batch, preds in stream:
+    for name, out in preds.items():
+      feats.setdefault(name, []).append(run(out))
+    if against == 'target' and not stats_path:
+      real.append(run(batch[method.target_key]))
+  feats = {k: np.concatenate(v).astype(np.float64) for k, v in feats.items()}
+  res = {}
+  if stats_path:
+    mu_r, sig_r, real_feats = fid.load_stats(stats_path)
+  elif against == 'target':
+    real_feats = np.concatenate(real).astype(np.float64)
+    mu_r, sig_r = real_feats.mean(0), np.cov(real_feats, rowvar=False)
+  for name, f in feats.items():
+    if against == 'reference':
+      if name == method.reference:
+        continue
+      real_feats = feats[method.reference]
+      mu_r, sig_r = real_feats.mean(0), np.cov(real_feats, rowvar=False)
+    r = {'fid': float(fid.fid_from_stats(f.mean(0), np.cov(f, rowvar=False),
+                                         mu_r, sig_r))}
+    if real_feats is not None:
+      size = min(kid_subset_size, len(f), len(real_feats))
+      km, ks = fid.kid(f, real_feats, n_subsets=kid_subsets, subset_size=size)
+      r['kid'], r['kid_std'] = float(km), float(ks)
+    suffix = '' if against == 'target' else f'_vs_{against}'
+    res[name] = {k + suffix: v for k, v in r.items()}
+  return res
+
+
+def _lpips_eval(method, stream, *, net='alex', **_):
+  from gcjax.metrics import lpips
+  apply_fn, variables = lpips.load_lpips(net)
+  fn = jax.jit(lambda a, b: apply_fn(variables, a, b))
+  sums: dict[str, dict[str, float]] = {}
+  count = 0
+  ref = method.reference
+  for batch, preds in stream:
+    count += len(next(iter(preds.values())))
+    for name, out in preds.items():
+      s = sums.setdefault(name, {})
+      if method.target_key and method.target_key in batch:
+        s['lpips'] = s.get('lpips', 0) + float(
+            np.sum(fn(out, batch[method.target_key])))
+      if ref and name != ref and ref in preds:
+        s['agree_lpips'] = s.get('agree_lpips', 0) + float(
+            np.sum(fn(out, preds[ref])))
+  return {n: {k: v / count for k, v in s.items()} for n, s in sums.items()}
+
+
+def _is_eval(method, stream, *, splits=10, **_):
+  from gcjax.metrics import classifier
+  logits_fn = classifier.load_or_train_fmnist_classifier()
+  outs: dict[str, list[np.ndarray]] = {}
+  for _, preds in stream:
+    for name, out in preds.items():
+      outs.setdefault(name, []).append(out)
+  res = {}
+  for name, chunks in outs.items():
+    m, s = classifier.inception_score(logits_fn, np.concatenate(chunks),
+                                      splits=splits)
+    res[name] = {'domain_is': float(m), 'domain_is_std': float(s)}
+  return res
+
+
+def _cost_eval(method, state, *, latency_batch=8, latency_iters=10, **_):
+  from gcjax.metrics import cost
+  res = {}
+  for name, cm in method.cost_models.items():
+    variables = jax.device_get(cm.variables(state))
+    x1 = np.zeros((1, *cm.input_shape), cm.input_dtype)
+    fwd = lambda v, x, cm=cm: cm.fwd(v, x)
+    macs = cost.count_macs(fwd, variables, x1)
+    r = {'params': cost.count_params(variables),
+         'macs_true': macs['true'], 'macs_literature': macs['literature'],
+         'flops_xla': cost.xla_flops(fwd, variables, x1)}
+    jf = jax.jit(fwd)
+    for b in (1, latency_batch):
+      xb = np.zeros((b, *cm.input_shape), cm.input_dtype)
+      lat = cost.measure_latency(jf, (variables, xb), n_iters=latency_iters)
+      r[f'latency_ms_b{b}'] = 1e3 * lat['median_s']
+    res[name] = r
+  return res
+
+
+_STREAMING = {'image': _image_eval, 'fid': _fid_eval, 'lpips': _lpips_eval,
+              'is': _is_eval}
+
+
+def evaluate(evals, method, state, predict, test_arrays, mesh,
+             batch_size: int) -> dict[str, dict[str, Any]]:
+  """Runs each configured evaluator; merges their per-model results."""
+  results: dict[str, dict[str, Any]] = {}
+  for name, ev in evals.items():
+    ev = dict(ev)
+    kind = ev.pop('type')
+    ev.pop('every_steps', None)
+    repeats = int(ev.pop('repeats', 1))
+    limit = int(ev.pop('limit', 0))
+    if kind == 'cost':
+      out = _cost_eval(method, state, **ev)
+    elif kind in _STREAMING:
+      runs = []
+      for r in range(repeats):
+        stream = _iter_eval(method, state, predict, test_arrays, mesh,
+                            batch_size, limit, seed=1000 + r)
+        runs.append(_STREAMING[kind](method, stream, **ev))
+      out = _mean_std(runs) if repeats > 1 else runs[0]
+    else:
+      raise ValueError(
+          f'config.evals.{name}.type={kind!r}; expected one of '
+          f'cost, {", ".join(_STREAMING)}')
+    for model, vals in out.items():
+      results.setdefault(model, {}).update(vals)
+  return results
+
+
+def _mean_std(runs):
+  out = {}
+  for model in runs[0]:
+    out[model] = {}
+    for k in runs[0][model]:
+      vals = np.array([r[model][k] for r in runs])
+      out[model][k] = float(vals.mean())
+      out[model][k + '_std'] = float(vals.std(ddof=1))
+  return out
+
+
+def flatten(results) -> dict[str, float]:
+  return {f'eval/{m}/{k}': v for m, vals in results.items()
+          if not m.startswith('_') for k, v in vals.items()
+          if isinstance(v, (int, float))}
+
+
+_COLUMNS = [
+    ('params', 'params', lambda v: f'{v / 1e6:.3f}M'),
+    ('macs_literature', 'MACs (lit.)', lambda v: f'{v / 1e9:.3f}G'),
+    ('macs_true', 'MACs (true)', lambda v: f'{v / 1e9:.3f}G'),
+    ('flops_xla', 'XLA flops/2', lambda v: f'{v / 2e9:.3f}G'),
+]
+
+
+def to_markdown(results, title: str) -> str:
+  """The results table: one row per model, cost columns first."""
+  models = [m for m in results if not m.startswith('_')]
+  keys = []
+  for m in models:
+    for k in results[m]:
+      if k not in keys:
+        keys.append(k)
+  fixed = [c for c in _COLUMNS if c[0] in keys]
+  rest = [k for k in keys if k not in {c[0] for c in _COLUMNS}]
+  head = ['model'] + [c[1] for c in fixed] + rest
+  lines = [f'# {title}', '', '| ' + ' | '.join(head) + ' |',
+           '|' + '---|' * len(head)]
+  for m in models:
+    row = [m]
+    for key, _, fmt in fixed:
+      v = results[m].get(key)
+      row.append(fmt(v) if v is not None else '')
+    for k in rest:
+      v = results[m].get(k)
+      row.append('' if v is None else (f'{v:.4g}' if isinstance(v, float)
+                                       else str(v)))
+    lines.append('| ' + ' | '.join(row) + ' |')
+  run = results.get('_run')
+  if run:
+    lines += ['', 'MACs (lit.): the torchprofile convention used by the '
+              'papers (a stride-2 transposed conv charged per output '
+              'element). MACs (true): multiply-adds actually needed. '
+              'Latency: median of timed calls after warm-up on '
+              f"{run.get('platform')}.", '',
+              '```', *(f'{k}: {v}' for k, v in run.items()
+                       if k != 'last_losses'), '```']
+  return '\n'.join(lines) + '\n'

@@ -1,0 +1,48 @@
+"""Serialize generators for deployment: flat ``.npz`` weights + a JSON card."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import numpy as np
+from flax import traverse_util
+
+
+def save_variables(path: str, variables) -> None:
+  """Writes a variable tree as a flat npz (keys joined by '/'), atomically."""
+  flat = traverse_util.flatten_dict(jax.device_get(variables), sep='/')
+  tmp = path + '.tmp.npz'
+  np.savez(tmp, **{k: np.asarray(v) for k, v in flat.items()})
+  os.replace(tmp, path)
+
+
+def load_variables(path: str):
+  """Inverse of :func:`save_variables`."""
+  with np.load(path) as f:
+    flat = {k: f[k] for k in f.files}
+  return traverse_util.unflatten_dict(flat, sep='/')
+
+
+def export(directory: str, method, state, config) -> list[str]:
+  """Saves every cost-model network of ``method`` (e.g. the student).
+
+  Returns the written file names. Each network gets ``<name>.npz`` and the
+  run's config goes next to them, so the generator can be rebuilt from the
+  config's model section and loaded with :func:`load_variables`.
+  """
+  os.makedirs(directory, exist_ok=True)
+  written = []
+  for name, cm in method.cost_models.items():
+    path = os.path.join(directory, f'{name}.npz')
+    save_variables(path, cm.variables(state))
+    written.append(path)
+  card = {'networks': sorted(method.cost_models),
+          'input_shape': {k: list(v.input_shape)
+                          for k, v in method.cost_models.items()}}
+  with open(os.path.join(directory, 'card.json'), 'w') as f:
+    json.dump(card, f, indent=2)
+  with open(os.path.join(directory, 'config.json'), 'w') as f:
+    f.write(config.to_json_best_effort(indent=2))
+  return written

@@ -1,0 +1,45 @@
+"""Command line: ``python -m gcjax.main --config=configs/NAME.py[:preset]``.
+
+Flags:
+  --config: an ml_collections config file, optionally ``:preset`` (``smoke``,
+    ``paper``, ...). Override any field with ``--config.a.b=value``; the config
+    is locked, so a misspelled key is an error that names it.
+  --workdir: where checkpoints, logs, samples and results go (default
+    ``runs/<config-name>/<timestamp>``). Re-running with the same workdir
+    resumes from its latest checkpoint.
+  --multihost: call ``jax.distributed.initialize()`` first (TPU pods,
+    multi-GPU clusters; coordinator/env taken from the environment).
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Config file, optionally with :preset.', lock_config=True)
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory.')
+_MULTIHOST = flags.DEFINE_bool(
+    'multihost', False, 'Initialize jax.distributed before anything else.')
+
+
+def main(argv):
+  del argv
+  import jax
+  if _MULTIHOST.value:
+    jax.distributed.initialize()
+  from gcjax import train
+  config = _CONFIG.value
+  workdir = _WORKDIR.value or train.default_workdir(
+      config_flags.get_config_filename(flags.FLAGS['config']))
+  if jax.process_index() == 0:
+    print(f'gcjax: workdir {workdir}', file=sys.stderr)
+  logging.info('Config:\n%s', config)
+  train.run(config, workdir)
+  if jax.process_index() == 0:
+    print(f'gcjax: results in {workdir}/results.md', file=sys.stderr)
+
+
+if __name__ == '__main__':
+  flags.mark_flag_as_required('config')
+  app.run(main)

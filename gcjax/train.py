@@ -1,0 +1,282 @@
+"""The one orchestrator: mesh, state, jit, loop, logging, evals, checkpoints.
+
+This is the only module that does I/O and reads wall clocks. Methods plug in
+through ``gcjax.methods.<name>.make(config, sample_batch) -> Method``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tqdm
+from absl import logging
+
+from gcjax import checkpoint as ckpt_lib
+from gcjax import data as data_lib
+from gcjax import evaluate as eval_lib
+from gcjax import export as export_lib
+from gcjax import methods as methods_lib
+from gcjax import sharding
+from gcjax.data import pipeline
+
+
+class TrainingDiverged(RuntimeError):
+  """A loss or gradient became non-finite and the guard policy is 'stop'."""
+
+
+def _guarded(train_step, policy: str):
+  """Wraps a method's step with the non-finite guard (inside the jit).
+
+  Under ``policy='skip'`` a step whose metrics are not all finite keeps the
+  old state (only ``step`` advances, so the PRNG and data streams move on)
+  and reports ``guard/skipped = 1``. Under ``'stop'`` the host stops the run.
+  """
+  if policy not in ('stop', 'skip'):
+    raise ValueError(f"guard.policy must be 'stop' or 'skip', got {policy!r}")
+
+  def step(state, batch, key):
+    new, metrics = train_step(state, batch, key)
+    finite = jnp.all(jnp.stack(
+        [jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(metrics)]))
+    if policy == 'skip':
+      new = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, state)
+      new = new.replace(step=state.step + 1)
+    metrics = dict(metrics)
+    metrics['guard/skipped'] = 1.0 - finite.astype(jnp.float32)
+    return new, metrics
+  return step
+
+
+def _first_nonfinite(history: list[dict[str, np.ndarray]], start: int):
+  for i, m in enumerate(history):
+    for k, v in m.items():
+      if k != 'guard/skipped' and not np.all(np.isfinite(v)):
+        return start + i, k
+  return None
+
+
+def default_workdir(config_path: str) -> str:
+  name = os.path.splitext(os.path.basename(config_path.split(':')[0]))[0]
+  return os.path.join('runs', name, time.strftime('%Y%m%d-%H%M%S'))
+
+
+def _to_uint8(x: np.ndarray) -> np.ndarray:
+  x = np.clip((np.asarray(x, np.float32) + 1.0) * 127.5, 0, 255)
+  x = np.round(x).astype(np.uint8)
+  if x.shape[-1] == 1:
+    x = np.repeat(x, 3, axis=-1)
+  return x
+
+
+def sample_grid(rows: dict[str, np.ndarray], order) -> np.ndarray:
+  """One row per example, one column per entry of ``order``: [H', W', 3]."""
+  cols = [_to_uint8(rows[name]) for name in order]
+  n, h, w = cols[0].shape[:3]
+  pad = 2
+  grid = np.full((n * (h + pad) + pad, len(cols) * (w + pad) + pad, 3), 255,
+                 np.uint8)
+  for j, col in enumerate(cols):
+    if col.shape[1:3] != (h, w):
+      col = np.asarray(jax.image.resize(col, (n, h, w, 3), 'nearest'))
+    for i in range(n):
+      y, x = pad + i * (h + pad), pad + j * (w + pad)
+      grid[y:y + h, x:x + w] = col[i]
+  return grid
+
+
+class _Writer:
+  """TensorBoard scalars/images + PNG samples; a no-op off process 0."""
+
+  def __init__(self, workdir: str, active: bool):
+    self.active = active
+    self.workdir = workdir
+    self._tb = None
+    if active:
+      from tensorboardX import SummaryWriter
+      self._tb = SummaryWriter(logdir=workdir, flush_secs=30)
+
+  def scalars(self, step: int, values: dict[str, float]) -> None:
+    if self._tb:
+      for k, v in values.items():
+        self._tb.add_scalar(k, float(v), step)
+
+  def image(self, step: int, name: str, img: np.ndarray) -> None:
+    if not self.active:
+      return
+    from PIL import Image
+    self._tb.add_image(name, img, step, dataformats='HWC')
+    os.makedirs(os.path.join(self.workdir, 'samples'), exist_ok=True)
+    Image.fromarray(img).save(
+        os.path.join(self.workdir, 'samples', f'{name}_{step:07d}.png'))
+
+  def close(self) -> None:
+    if self._tb:
+      self._tb.close()
+
+
+def _load_split(config, split: str, limit: int) -> dict[str, np.ndarray]:
+  """Loads a split; ``limit`` > 0 keeps its first ``limit`` examples."""
+  d = config.data
+  arrays = data_lib.load(d.name, split, **d.args.to_dict())
+  if limit > 0:
+    arrays = {k: v[:limit] for k, v in arrays.items()}
+  return arrays
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains, evaluates and exports according to ``config``; returns results.
+
+  Resumes from the latest checkpoint in ``workdir/checkpoints`` if present.
+  """
+  is_main = jax.process_index() == 0
+  os.makedirs(workdir, exist_ok=True)
+  if is_main:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+
+  mesh = sharding.create_mesh()
+  sharding.check_global_batch(config.data.batch_size, mesh)
+
+  train_arrays = _load_split(config, config.data.train_split,
+                             config.data.train_limit)
+  test_arrays = _load_split(config, config.data.test_split,
+                            config.data.test_limit)
+  batcher = pipeline.Batcher(
+      train_arrays, config.data.batch_size, seed=config.data.seed,
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      augment=config.data.augment)
+  sample_batch = pipeline.to_global(batcher.batch(0), mesh)
+
+  method = methods_lib.get(config.method).make(config, sample_batch)
+
+  root = jax.random.key(config.seed)
+  init_key, loop_key = jax.random.split(root)
+  abstract = jax.eval_shape(method.init, init_key)
+  state_sh = sharding.replicate_tree(abstract, mesh)
+  rep = sharding.replicated(mesh)
+
+  ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'),
+                               max_to_keep=config.keep_ckpts)
+  meta = {'skipped': 0}
+  latest = ckpt.latest_step()
+  t_restart = time.perf_counter()
+  if latest is not None:
+    state, meta = ckpt.restore(latest, abstract, state_sh)
+    logging.info('Resumed from %s at step %d', ckpt.directory, latest)
+  else:
+    state = jax.jit(method.init, out_shardings=state_sh)(init_key)
+  start = int(jax.device_get(state.step))
+
+  step_fn = jax.jit(_guarded(method.train_step, config.guard.policy),
+                    donate_argnums=(0,), out_shardings=(state_sh, rep))
+  predict = {k: jax.jit(fn) for k, fn in method.predict.items()}
+
+  writer = _Writer(workdir, is_main)
+  # A fixed test batch for sample grids (same every time and on resume).
+  n_show = min(config.n_samples, len(next(iter(test_arrays.values()))))
+  show = {k: v[:n_show] for k, v in test_arrays.items()}
+  show = pipeline.normalize(show)
+
+  def write_samples(step: int, state) -> None:
+    rows = dict(show)
+    b = pipeline.pad_to_devices(show, mesh.devices.size)
+    gb = pipeline.to_global(b, mesh, process_local=False)
+    for name in method.sample_rows:
+      if name in predict:
+        rows[name] = np.asarray(jax.device_get(predict[name](state, gb)))[
+            :n_show]
+    writer.image(step, 'samples', sample_grid(rows, method.sample_rows))
+
+  total = config.total_steps
+  bar = tqdm.tqdm(total=total, initial=start, disable=not is_main,
+                  dynamic_ncols=True, desc=config.method, mininterval=1.0)
+  pending: list[tuple[int, dict]] = []
+  first_step_s = None
+  last_log = {}
+
+  def flush(step: int) -> None:
+    nonlocal last_log
+    if not pending:
+      return
+    hist = jax.device_get([m for _, m in pending])
+    bad = _first_nonfinite(hist, pending[0][0])
+    skipped = int(sum(float(m['guard/skipped']) for m in hist))
+    meta['skipped'] = int(meta.get('skipped', 0)) + skipped
+    pending.clear()
+    if bad is not None and config.guard.policy == 'stop':
+      raise TrainingDiverged(
+          f'Non-finite value of {bad[1]!r} at step {bad[0]}; stopping. The '
+          f'last good checkpoint in {ckpt.directory} is kept (step '
+          f'{ckpt.latest_step()}). Lower the learning rate, set '
+          'guard.policy=skip, or clip Langevin gradients.')
+    mean = {k: float(np.mean([m[k] for m in hist])) for k in hist[-1]}
+    mean['guard/skipped_total'] = meta['skipped']
+    last_log = mean
+    writer.scalars(step, mean)
+    shown = {k: v for k, v in mean.items() if not k.startswith('guard')}
+    bar.set_postfix({k.split('/')[-1] if len(shown) < 4 else k: f'{v:.3g}'
+                     for k, v in list(shown.items())[:6]}, refresh=False)
+
+  try:
+    for step, host_batch in batcher.iterate(start, total):
+      batch = pipeline.to_global(host_batch, mesh)
+      state, metrics = step_fn(state, batch, loop_key)
+      if first_step_s is None:
+        jax.block_until_ready(state.step)
+        first_step_s = time.perf_counter() - t_restart
+        writer.scalars(step + 1, {'time/first_step_s': first_step_s})
+      pending.append((step, metrics))
+      done = step + 1
+      bar.update(1)
+      is_last = done == total
+      if done % config.log_every == 0 or is_last:
+        flush(done)
+      if done % config.ckpt_every == 0 or is_last:
+        flush(done)
+        ckpt.save(done, state, meta)
+      if config.sample_every and (done % config.sample_every == 0):
+        write_samples(done, state)
+      for name, ev in config.evals.items():
+        if ev.every_steps and done % ev.every_steps == 0 and not is_last:
+          res = eval_lib.evaluate(
+              {name: ev}, method, state, predict, test_arrays, mesh,
+              config.eval_batch_size)
+          writer.scalars(done, eval_lib.flatten(res))
+  finally:
+    bar.close()
+    ckpt.close()
+
+  write_samples(total, state)
+  results = eval_lib.evaluate(config.evals, method, state, predict,
+                              test_arrays, mesh, config.eval_batch_size)
+  results['_run'] = {
+      'steps': total, 'resumed_from': start,
+      'first_step_s_after_start': first_step_s,
+      'skipped_steps': int(meta.get('skipped', 0)),
+      'devices': jax.device_count(), 'platform': jax.default_backend(),
+      'last_losses': last_log}
+  if is_main:
+    writer.scalars(total, eval_lib.flatten(results))
+    with open(os.path.join(workdir, 'results.json'), 'w') as f:
+      json.dump(results, f, indent=2, default=float)
+    with open(os.path.join(workdir, 'results.md'), 'w') as f:
+      f.write(eval_lib.to_markdown(results, title=_title(config)))
+    export_lib.export(os.path.join(workdir, 'export'), method, state, config)
+  writer.close()
+  return results
+
+
+def _title(config) -> str:
+  return f'gcjax results: method={config.method}, data={config.data.name}'
+
+
+def steps_per_epoch(n_examples: int, batch: int) -> int:
+  return max(1, math.floor(n_examples / batch))
