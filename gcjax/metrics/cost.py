@@ -1,0 +1,167 @@
+"""Inference cost of a network: parameters, MACs, XLA FLOPs, measured latency.
+
+MACs are counted from the jaxpr of the forward function (convolutions and
+matrix products; element-wise ops, norms and pooling are ignored, as in the
+GAN-compression literature). Two conventions are reported:
+
+* ``literature``: every output element of a convolution costs
+  ``kernel_h * kernel_w * in_channels / groups`` MACs, also for transposed
+  convolutions. This is what torchprofile (used by GAN Compression, OMGD and
+  the VEM paper) reports for ``ConvTranspose2d``.
+* ``true``: a transposed convolution is a convolution over an input dilated
+  with ``stride - 1`` zeros between pixels (``lhs_dilation`` in XLA); the
+  multiplications by those inserted zeros are not work, so the count is
+  divided by ``prod(lhs_dilation)``. For a stride-s transposed conv whose
+  output is s times its input this is exactly ``input elements * k * k *
+  out_channels``, the number of multiply-adds a scatter implementation does.
+  Ordinary convolutions and matrix products count the same in both.
+
+``measure_latency`` is the only function here that reads a clock.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from typing import Any, Callable
+
+import jax
+import jax.extend.core as jex_core
+import numpy as np
+
+
+def count_params(tree: Any) -> int:
+  """Total number of scalars in the array leaves of a pytree.
+
+  Args:
+    tree: pytree of arrays (e.g. ``variables['params']``).
+
+  Returns:
+    Sum of the leaves' sizes (python int).
+  """
+  return int(sum(np.size(x) for x in jax.tree.leaves(tree)))
+
+
+def _conv_macs(eqn) -> tuple[int, int]:
+  """(literature, true) MACs of one conv_general_dilated equation."""
+  rhs_shape = eqn.invars[1].aval.shape
+  out_shape = eqn.outvars[0].aval.shape
+  rhs_spec = eqn.params['dimension_numbers'].rhs_spec
+  # rhs_spec = (out feature dim, in feature dim, *spatial dims); the in
+  # feature size of the kernel is already in_channels / feature_group_count.
+  per_out = rhs_shape[rhs_spec[1]] * math.prod(
+      rhs_shape[d] for d in rhs_spec[2:])
+  lit = math.prod(out_shape) * per_out
+  dil = math.prod(eqn.params['lhs_dilation'] or (1,))
+  return lit, lit // dil
+
+
+def _dot_macs(eqn) -> int:
+  """MACs of a dot_general: batch * lhs free * rhs free * contracting."""
+  lhs_shape = eqn.invars[0].aval.shape
+  rhs_shape = eqn.invars[1].aval.shape
+  (lc, rc), (lb, rb) = eqn.params['dimension_numbers']
+  contract = math.prod(lhs_shape[d] for d in lc)
+  batch = math.prod(lhs_shape[d] for d in lb)
+  lhs_free = math.prod(
+      s for d, s in enumerate(lhs_shape) if d not in lc and d not in lb)
+  rhs_free = math.prod(
+      s for d, s in enumerate(rhs_shape) if d not in rc and d not in rb)
+  return batch * lhs_free * rhs_free * contract
+
+
+def _jaxpr_macs(jaxpr) -> tuple[int, int]:
+  """(literature, true) MACs of a Jaxpr, recursing into sub-jaxprs."""
+  lit = true = 0
+  for eqn in jaxpr.eqns:
+    name = eqn.primitive.name
+    if name == 'conv_general_dilated':
+      a, b = _conv_macs(eqn)
+    elif name == 'dot_general':
+      a = b = _dot_macs(eqn)
+    elif name == 'cond':
+      # Only one branch runs; charge the most expensive.
+      costs = [_jaxpr_macs(br.jaxpr) for br in eqn.params['branches']]
+      a, b = max(c[0] for c in costs), max(c[1] for c in costs)
+    else:
+      # pjit/jit, closed_call, custom_jvp_call, custom_vjp_call, remat,
+      # scan (body times length), while (body counted once: the trip count
+      # is not static).
+      a = b = 0
+      for sub in jex_core.jaxprs_in_params(eqn.params):
+        sa, sb = _jaxpr_macs(sub)
+        a += sa
+        b += sb
+      if name == 'scan':
+        a *= eqn.params['length']
+        b *= eqn.params['length']
+    lit += a
+    true += b
+  return lit, true
+
+
+def count_macs(fn: Callable[..., Any], *args: Any) -> dict[str, int]:
+  """Multiply-accumulates of one call ``fn(*args)``, from its jaxpr.
+
+  Args:
+    fn: a jax-traceable function (e.g. ``lambda x: model.apply(v, x)[0]``).
+    *args: example arguments (arrays or ``jax.ShapeDtypeStruct``); only their
+      shapes matter, the function is traced, not run.
+
+  Returns:
+    ``{'literature': int, 'true': int}``; see the module docstring. Batch
+    size is included: pass a batch of one for per-image MACs.
+  """
+  closed = jax.make_jaxpr(fn)(*args)
+  lit, true = _jaxpr_macs(closed.jaxpr)
+  return {'literature': int(lit), 'true': int(true)}
+
+
+def xla_flops(fn: Callable[..., Any], *args: Any) -> float:
+  """FLOPs XLA's cost analysis assigns to the compiled ``fn(*args)``.
+
+  Backend-dependent (fusion, algebraic simplification); about twice the MAC
+  count for conv/matmul-dominated networks. Useful as a cross-check of
+  ``count_macs``.
+
+  Args:
+    fn: a jax-traceable function.
+    *args: example arguments (arrays or ``jax.ShapeDtypeStruct``).
+
+  Returns:
+    The 'flops' entry of the compiled executable's cost analysis.
+  """
+  analysis = jax.jit(fn).lower(*args).compile().cost_analysis()
+  if isinstance(analysis, (list, tuple)):  # Older jax: one dict per device.
+    analysis = analysis[0]
+  if not analysis or 'flops' not in analysis:
+    raise ValueError(f'XLA cost analysis has no "flops" entry: {analysis}')
+  return float(analysis['flops'])
+
+
+def measure_latency(fn: Callable[..., Any], args: tuple[Any, ...],
+                    n_warmup: int = 3, n_iters: int = 20) -> dict[str, float]:
+  """Wall-clock latency of ``fn(*args)`` after warm-up (compilation included).
+
+  Args:
+    fn: the function to time; jit it first for the steady-state figure.
+    args: its arguments (device arrays, so no host transfer is timed).
+    n_warmup: untimed calls before measuring (absorb compilation).
+    n_iters: timed calls; each waits for its result with
+      ``block_until_ready``.
+
+  Returns:
+    ``{'median_s': float, 'p90_s': float}`` in seconds.
+  """
+  if n_iters < 1:
+    raise ValueError(f'n_iters must be >= 1, got {n_iters}')
+  for _ in range(n_warmup):
+    jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(n_iters):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return {'median_s': float(statistics.median(times)),
+          'p90_s': float(np.percentile(times, 90))}
