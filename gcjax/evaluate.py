@@ -1,6 +1,6 @@
 """Evaluators: stream the test split through the method's predict functions.
 
-``evaluate(evals_config, method, state, predict, test_arrays, mesh, batch)``
+``evaluate(evals, method, state, frozen, predict, test_arrays, mesh, batch)``
 returns ``{model_name: {metric: value}}``. Evaluator kinds (``type``):
 
 * ``image``: L1 / PSNR / SSIM against the target images, and the same
@@ -27,7 +27,7 @@ import numpy as np
 from gcjax.data import pipeline
 
 
-def _iter_eval(method, state, predict, arrays, mesh, batch_size: int,
+def _iter_eval(method, state, frozen, predict, arrays, mesh, batch_size: int,
                limit: int, seed: int):
   """Yields (batch, preds) numpy dicts over the test arrays (valid rows)."""
   n = len(next(iter(arrays.values())))
@@ -41,7 +41,7 @@ def _iter_eval(method, state, predict, arrays, mesh, batch_size: int,
       batch['z'] = np.asarray(
           jax.random.normal(key, (batch_size, method.latent_dim)))
     gb = pipeline.to_global(batch, mesh, process_local=False)
-    preds = {k: np.asarray(jax.device_get(fn(state, gb)))[:valid]
+    preds = {k: np.asarray(jax.device_get(fn(state, gb, frozen)))[:valid]
              for k, fn in predict.items()}
     yield {k: v[:valid] for k, v in batch.items()}, preds
 
@@ -152,11 +152,11 @@ def _is_eval(method, stream, *, splits=10, **_):
   return res
 
 
-def _cost_eval(method, state, *, latency_batch=8, latency_iters=10, **_):
+def _cost_eval(method, state, frozen, *, latency_batch=8, latency_iters=10, **_):
   from gcjax.metrics import cost
   res = {}
   for name, cm in method.cost_models.items():
-    variables = jax.device_get(cm.variables(state))
+    variables = jax.device_get(cm.variables(state, frozen))
     x1 = np.zeros((1, *cm.input_shape), cm.input_dtype)
     fwd = lambda v, x, cm=cm: cm.fwd(v, x)
     macs = cost.count_macs(fwd, variables, x1)
@@ -176,7 +176,7 @@ _STREAMING = {'image': _image_eval, 'fid': _fid_eval, 'lpips': _lpips_eval,
               'is': _is_eval}
 
 
-def evaluate(evals, method, state, predict, test_arrays, mesh,
+def evaluate(evals, method, state, frozen, predict, test_arrays, mesh,
              batch_size: int) -> dict[str, dict[str, Any]]:
   """Runs each configured evaluator; merges their per-model results."""
   results: dict[str, dict[str, Any]] = {}
@@ -187,11 +187,11 @@ def evaluate(evals, method, state, predict, test_arrays, mesh,
     repeats = int(ev.pop('repeats', 1))
     limit = int(ev.pop('limit', 0))
     if kind == 'cost':
-      out = _cost_eval(method, state, **ev)
+      out = _cost_eval(method, state, frozen, **ev)
     elif kind in _STREAMING:
       runs = []
       for r in range(repeats):
-        stream = _iter_eval(method, state, predict, test_arrays, mesh,
+        stream = _iter_eval(method, state, frozen, predict, test_arrays, mesh,
                             batch_size, limit, seed=1000 + r)
         runs.append(_STREAMING[kind](method, stream, **ev))
       out = _mean_std(runs) if repeats > 1 else runs[0]

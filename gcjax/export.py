@@ -25,7 +25,7 @@ def load_variables(path: str):
   return traverse_util.unflatten_dict(flat, sep='/')
 
 
-def export(directory: str, method, state, config) -> list[str]:
+def export(directory: str, method, state, frozen, config) -> list[str]:
   """Saves every cost-model network of ``method`` (e.g. the student).
 
   Returns the written file names. Each network gets ``<name>.npz`` and the
@@ -36,7 +36,7 @@ def export(directory: str, method, state, config) -> list[str]:
   written = []
   for name, cm in method.cost_models.items():
     path = os.path.join(directory, f'{name}.npz')
-    save_variables(path, cm.variables(state))
+    save_variables(path, cm.variables(state, frozen))
     written.append(path)
   card = {'networks': sorted(method.cost_models),
           'input_shape': {k: list(v.input_shape)

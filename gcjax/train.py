@@ -42,8 +42,8 @@ def _guarded(train_step, policy: str):
   if policy not in ('stop', 'skip'):
     raise ValueError(f"guard.policy must be 'stop' or 'skip', got {policy!r}")
 
-  def step(state, batch, key):
-    new, metrics = train_step(state, batch, key)
+  def step(state, batch, key, frozen):
+    new, metrics = train_step(state, batch, key, frozen)
     finite = jnp.all(jnp.stack(
         [jnp.all(jnp.isfinite(v)) for v in jax.tree.leaves(metrics)]))
     if policy == 'skip':
@@ -174,6 +174,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   else:
     state = jax.jit(method.init, out_shardings=state_sh)(init_key)
   start = int(jax.device_get(state.step))
+  frozen = jax.device_put(method.frozen, rep)
 
   step_fn = jax.jit(_guarded(method.train_step, config.guard.policy),
                     donate_argnums=(0,), out_shardings=(state_sh, rep))
@@ -191,7 +192,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     gb = pipeline.to_global(b, mesh, process_local=False)
     for name in method.sample_rows:
       if name in predict:
-        rows[name] = np.asarray(jax.device_get(predict[name](state, gb)))[
+        rows[name] = np.asarray(jax.device_get(
+            predict[name](state, gb, frozen)))[
             :n_show]
     writer.image(step, 'samples', sample_grid(rows, method.sample_rows))
 
@@ -228,7 +230,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   try:
     for step, host_batch in batcher.iterate(start, total):
       batch = pipeline.to_global(host_batch, mesh)
-      state, metrics = step_fn(state, batch, loop_key)
+      state, metrics = step_fn(state, batch, loop_key, frozen)
       if first_step_s is None:
         jax.block_until_ready(state.step)
         first_step_s = time.perf_counter() - t_restart
@@ -247,7 +249,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       for name, ev in config.evals.items():
         if ev.every_steps and done % ev.every_steps == 0 and not is_last:
           res = eval_lib.evaluate(
-              {name: ev}, method, state, predict, test_arrays, mesh,
+              {name: ev}, method, state, frozen, predict, test_arrays, mesh,
               config.eval_batch_size)
           writer.scalars(done, eval_lib.flatten(res))
   finally:
@@ -255,8 +257,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     ckpt.close()
 
   write_samples(total, state)
-  results = eval_lib.evaluate(config.evals, method, state, predict,
-                              test_arrays, mesh, config.eval_batch_size)
+  results = eval_lib.evaluate(config.evals, method, state, frozen,
+                              predict, test_arrays, mesh,
+                              config.eval_batch_size)
   results['_run'] = {
       'steps': total, 'resumed_from': start,
       'first_step_s_after_start': first_step_s,
@@ -269,7 +272,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       json.dump(results, f, indent=2, default=float)
     with open(os.path.join(workdir, 'results.md'), 'w') as f:
       f.write(eval_lib.to_markdown(results, title=_title(config)))
-    export_lib.export(os.path.join(workdir, 'export'), method, state, config)
+    export_lib.export(os.path.join(workdir, 'export'), method, state,
+                      frozen, config)
   writer.close()
   return results
 

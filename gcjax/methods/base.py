@@ -29,7 +29,8 @@ class CostModel(NamedTuple):
   """A network whose cost (params, MACs, latency) goes into results tables.
 
   ``fwd(variables, x)`` maps an input batch to an output batch;
-  ``variables(state)`` extracts the variables it needs from the train state;
+  ``variables(state, frozen)`` extracts the variables it needs from the train
+  state or the frozen arrays;
   ``input_shape`` is the per-example input shape (no batch axis).
   """
   fwd: Callable[[PyTree, jax.Array], jax.Array]
@@ -44,11 +45,12 @@ class Method(NamedTuple):
   Attributes:
     init: ``init(key) -> state``; pure, so ``jax.eval_shape(init, key)`` gives
       the restore target and sharding tree.
-    train_step: ``train_step(state, batch, key) -> (state, metrics)``; pure,
-      jitted once by the trainer. ``key`` is the loop key; the step folds in
-      ``state.step`` itself. Metrics are scalars.
-    predict: name -> ``fn(state, batch) -> [B, H, W, C] float32 in [-1, 1]``
-      (e.g. ``'teacher'``, ``'student'``); what evaluators and grids use.
+    train_step: ``train_step(state, batch, key, frozen) -> (state,
+      metrics)``; pure, jitted once by the trainer. ``key`` is the loop key;
+      the step folds in ``state.step`` itself. Metrics are scalars.
+    predict: name -> ``fn(state, batch, frozen) -> [B, H, W, C] float32 in
+      [-1, 1]`` (e.g. ``'teacher'``, ``'student'``); what evaluators and
+      grids use.
     sample_rows: names of batch entries and predict fns, in the order the
       sample grid shows them (e.g. ``('src', 'teacher', 'student', 'tgt')``).
     cost_models: name -> CostModel for the results table.
@@ -56,6 +58,9 @@ class Method(NamedTuple):
     reference: predict name that students are compared against (or None).
     latent_dim: if set, evaluation batches get ``z`` [B, latent_dim] normal
       latents (unconditional generators).
+    frozen: arrays that are inputs but never trained or checkpointed (a
+      pretrained teacher, the VGG16 trunk of perceptual losses). The trainer
+      places them on the devices once and passes them to every function.
   """
   init: Callable[[jax.Array], PyTree]
   train_step: Callable[..., tuple[PyTree, dict[str, jax.Array]]]
@@ -65,6 +70,7 @@ class Method(NamedTuple):
   target_key: str | None = 'tgt'
   reference: str | None = None
   latent_dim: int | None = None
+  frozen: PyTree = None
 
 
 def create_net_state(module, tx: optax.GradientTransformation,

@@ -50,9 +50,10 @@ def create_state(key, sample, *, nets: Nets, txs: Txs) -> State:
   return State(step=jnp.zeros((), jnp.int32), gen=gen, disc=disc)
 
 
-def train_step(state: State, batch, key, *, nets: Nets, txs: Txs,
+def train_step(state: State, batch, key, frozen, *, nets: Nets, txs: Txs,
                adv_kind: str, lambda_l1: float):
   """One D update then one G update. Returns (state, scalar metrics)."""
+  del frozen
   key = jax.random.fold_in(key, state.step)
   drop_key, = jax.random.split(key, 1)
   src, tgt = batch['src'], batch['tgt']
@@ -79,7 +80,8 @@ def train_step(state: State, batch, key, *, nets: Nets, txs: Txs,
   return new, {**prefix('g', m_g), **prefix('d', m_d)}
 
 
-def generator_fwd(state: State, batch, *, nets: Nets):
+def generator_fwd(state: State, batch, frozen, *, nets: Nets):
+  del frozen
   (img, _), _ = p2p.gen_apply(nets.gen, state.gen.params,
                               state.gen.batch_stats, batch['src'], None,
                               train=False)
@@ -99,7 +101,8 @@ def make(config, sample_batch) -> Method:
   def gen_cost(v, x):
     return nets.gen.apply(v, x, train=False)[0]
 
-  def gen_vars(state):
+  def gen_vars(state, frozen):
+    del frozen
     return {'params': state.gen.params, 'batch_stats': state.gen.batch_stats}
 
   return Method(
