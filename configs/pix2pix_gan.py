@@ -60,7 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif preset == 'paper':
     c.data = ml_collections.ConfigDict({
         'name': 'tfds', 'train_split': 'train', 'test_split': 'test',
-        'batch_size': 4, 'seed': 0, 'augment': False,
+        'batch_size': 4, 'seed': 0, 'flip': False, 'jitter': 0,
         'args': {'name': 'pix2pix/edges2shoes', 'resolution': 256,
                  'keys': {'src': 'edges', 'tgt': 'image'}, 'data_dir': ''},
         'train_limit': 0, 'test_limit': 0})

@@ -36,7 +36,7 @@ def edges2fashion(resolution=32, channels=1, batch_size=16, train_limit=0,
   """The embedded paired dataset (Fashion-MNIST shoes + Canny edges)."""
   return ml_collections.ConfigDict({
       'name': 'edges2fashion', 'train_split': 'train', 'test_split': 'test',
-      'batch_size': batch_size, 'seed': 0, 'augment': False,
+      'batch_size': batch_size, 'seed': 0, 'flip': False, 'jitter': 0,
       'args': {'resolution': resolution, 'channels': channels,
                'classes': (5, 7, 9)},
       'train_limit': train_limit, 'test_limit': test_limit})

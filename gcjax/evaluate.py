@@ -24,6 +24,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from gcjax import sharding
 from gcjax.data import pipeline
 
 
@@ -34,13 +35,14 @@ def _iter_eval(method, state, frozen, predict, arrays, mesh, batch_size: int,
   if limit and limit > 0:
     n = min(n, limit)
   arrays = {k: v[:n] for k, v in arrays.items()}
-  for i, (batch, valid) in enumerate(
+  for i, (batch, mask) in enumerate(
       pipeline.eval_batches(arrays, batch_size)):
+    valid = int(mask.sum())
     if method.latent_dim:
       key = jax.random.fold_in(jax.random.key(seed), i)
       batch['z'] = np.asarray(
           jax.random.normal(key, (batch_size, method.latent_dim)))
-    gb = pipeline.to_global(batch, mesh, process_local=False)
+    gb = sharding.global_from_host(batch, mesh)
     preds = {k: np.asarray(jax.device_get(fn(state, gb, frozen)))[:valid]
              for k, fn in predict.items()}
     yield {k: v[:valid] for k, v in batch.items()}, preds

@@ -38,3 +38,16 @@ def replicate_tree(tree, mesh: Mesh):
   """Shardings tree (all replicated) matching ``tree``'s structure."""
   rep = replicated(mesh)
   return jax.tree.map(lambda _: rep, tree)
+
+
+def global_from_host(batch, mesh: Mesh):
+  """Global arrays sharded P('data') from host data every process holds whole.
+
+  Used for evaluation and sample grids, where all processes read the same
+  test rows (training batches use ``data.pipeline.to_global`` instead, where
+  each process holds only its own rows).
+  """
+  sh = batch_sharded(mesh)
+  return {k: jax.make_array_from_callback(np.shape(v), sh,
+                                          lambda idx, v=v: np.asarray(v)[idx])
+          for k, v in batch.items()}

@@ -152,7 +152,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   batcher = pipeline.Batcher(
       train_arrays, config.data.batch_size, seed=config.data.seed,
       process_index=jax.process_index(), process_count=jax.process_count(),
-      augment=config.data.augment)
+      flip=config.data.flip, jitter=config.data.jitter)
   sample_batch = pipeline.to_global(batcher.batch(0), mesh)
 
   method = methods_lib.get(config.method).make(config, sample_batch)
@@ -178,18 +178,22 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
   step_fn = jax.jit(_guarded(method.train_step, config.guard.policy),
                     donate_argnums=(0,), out_shardings=(state_sh, rep))
-  predict = {k: jax.jit(fn) for k, fn in method.predict.items()}
+  predict = {k: jax.jit(fn, out_shardings=rep)
+             for k, fn in method.predict.items()}
 
   writer = _Writer(workdir, is_main)
   # A fixed test batch for sample grids (same every time and on resume).
   n_show = min(config.n_samples, len(next(iter(test_arrays.values()))))
   show = {k: v[:n_show] for k, v in test_arrays.items()}
-  show = pipeline.normalize(show)
+  show = {k: pipeline.to_float(v) for k, v in show.items()}
 
   def write_samples(step: int, state) -> None:
     rows = dict(show)
-    b = pipeline.pad_to_devices(show, mesh.devices.size)
-    gb = pipeline.to_global(b, mesh, process_local=False)
+    n_dev = mesh.devices.size
+    pad = -n_show % n_dev
+    b = {k: np.concatenate([v, np.repeat(v[:1], pad, 0)]) for k, v in
+         show.items()}
+    gb = sharding.global_from_host(b, mesh)
     for name in method.sample_rows:
       if name in predict:
         rows[name] = np.asarray(jax.device_get(
@@ -228,7 +232,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                      for k, v in list(shown.items())[:6]}, refresh=False)
 
   try:
-    for step, host_batch in batcher.iterate(start, total):
+    for step, host_batch in batcher.iterate(start):
+      if step >= total:
+        break
       batch = pipeline.to_global(host_batch, mesh)
       state, metrics = step_fn(state, batch, loop_key, frozen)
       if first_step_s is None:
