@@ -9,8 +9,10 @@ batches in [-1, 1].
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
+import importlib.util
 import json
 import os
 import tempfile
@@ -253,11 +255,23 @@ def load_edges2fashion(
   return out
 
 
+def _sklearn_sample(name: str) -> np.ndarray:
+  """scikit-learn's sample JPEG, read directly (sklearn.datasets is slow)."""
+  spec = importlib.util.find_spec('sklearn')
+  for folder in (spec.submodule_search_locations or []) if spec else []:
+    path = os.path.join(folder, 'datasets', 'images', name)
+    if os.path.isfile(path):
+      with Image.open(path) as image:
+        return np.asarray(image.convert('RGB'))
+  from sklearn.datasets import load_sample_image
+  return load_sample_image(name)
+
+
+@functools.lru_cache(maxsize=None)
 def _photo(name: str) -> np.ndarray:
-  """Loads one bundled color photo as uint8 [H, W, 3]."""
+  """Loads one bundled color photo as read-only uint8 [H, W, 3] (cached)."""
   if name.endswith('.jpg'):
-    from sklearn.datasets import load_sample_image
-    image = load_sample_image(name)
+    image = _sklearn_sample(name)
   else:
     import skimage.data
     try:
@@ -272,6 +286,7 @@ def _photo(name: str) -> np.ndarray:
   if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
     raise ValueError(f'photo {name!r}: expected uint8 [H, W, 3], got '
                      f'{image.dtype} {image.shape}')
+  image.setflags(write=False)
   return image
 
 
