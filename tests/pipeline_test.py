@@ -2,9 +2,11 @@
 
 import os
 
-# Must be set before JAX initializes its backend.
-os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                           ' --xla_force_host_platform_device_count=8')
+# Must be set before JAX initializes its backend (conftest.py does it too).
+if '--xla_force_host_platform_device_count' not in os.environ.get(
+    'XLA_FLAGS', ''):
+  os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
+                             ' --xla_force_host_platform_device_count=8')
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
