@@ -119,7 +119,7 @@ def test_load_via_dispatch_unpaired(data_dir):
   out = data.load('tfds_unpaired', 'train', tfds_name='gcjax_tiny_unpaired',
                   resolution=6, data_dir=data_dir)
   assert out['a'].shape == (4, 6, 6, 3) and out['b'].shape == (2, 6, 6, 3)
-  one = data.load('tfds', 'trainB', tfds_name='gcjax_tiny_unpaired',
+  one = data.load('tfds', 'trainB', name='gcjax_tiny_unpaired',
                   keys={'x': 'image'}, resolution=6, data_dir=data_dir)
   np.testing.assert_array_equal(np.sort(one['x'], 0), np.sort(out['b'], 0))
 
@@ -134,6 +134,8 @@ def test_errors(data_dir, tmp_path):
   with pytest.raises(FileNotFoundError, match='not found'):
     gtfds.load_tfds('gcjax_no_such_set', 'train', {'x': 'image'}, 8,
                     data_dir=str(tmp_path))
+  with pytest.raises(ValueError, match='needs name='):
+    data.load('tfds', 'train', keys={'x': 'image'}, resolution=8)
 
 
 def test_missing_tfds_says_how_to_install(monkeypatch):

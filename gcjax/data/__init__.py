@@ -58,15 +58,15 @@ LOADERS: dict[str, Callable[..., dict[str, np.ndarray]]] = {
 }
 
 
-def load(name: str, split: str, **kwargs: Any) -> dict[str, np.ndarray]:
+def load(name: str, split: str, /, **kwargs: Any) -> dict[str, np.ndarray]:
   """Loads data set `name` for `split`.
 
   Args:
     name: one of LOADERS (see the module docstring).
     split: 'train' or 'test' (for 'tfds', any TFDS split string).
     **kwargs: passed to the loader (e.g. resolution=32; `path` for
-      paired_folder, `root` for unpaired_folders, `name` of the TFDS set as
-      `tfds_name` plus `keys` for tfds).
+      paired_folder, `root` for unpaired_folders; for tfds the TFDS set as
+      `name` (or `tfds_name`), e.g. 'cycle_gan/horse2zebra', plus `keys`).
 
   Returns:
     name -> numpy array; images uint8 [N, H, W, C].
@@ -75,8 +75,9 @@ def load(name: str, split: str, **kwargs: Any) -> dict[str, np.ndarray]:
     raise ValueError(f'unknown data set {name!r}; valid names: '
                      f'{", ".join(sorted(LOADERS))}')
   if name in ('tfds', 'tfds_unpaired'):
-    if 'tfds_name' not in kwargs:
-      raise ValueError(f"data set {name!r} needs tfds_name=..., e.g. "
-                       "'cycle_gan/horse2zebra'")
-    kwargs['name'] = kwargs.pop('tfds_name')
+    if 'tfds_name' in kwargs:
+      kwargs['name'] = kwargs.pop('tfds_name')
+    if not kwargs.get('name'):
+      raise ValueError(f"data set {name!r} needs name=... (the TFDS set), "
+                       "e.g. 'cycle_gan/horse2zebra'")
   return LOADERS[name](split=split, **kwargs)

@@ -137,12 +137,14 @@ def load_tfds(
   if not keys:
     raise ValueError('keys must map at least one output key to a feature')
   tfds = import_tfds()
+  data_dir = data_dir or None  # '' (a config's "unset") -> TFDS default.
   try:
     builder = tfds.builder(name, data_dir=data_dir)
   except Exception as e:  # DatasetNotFoundError and friends.
     raise FileNotFoundError(
         f'TFDS data set {name!r} not found in data_dir={data_dir!r}: '
-        f'{str(e).splitlines()[0]}') from e
+        f'{str(e).splitlines()[0]} (pix2pix sets such as edges2shoes are '
+        "not in the TFDS catalog: read them with 'paired_folder')") from e
   if not builder.is_prepared():
     raise FileNotFoundError(
         f'TFDS data set {name!r} is not prepared in '
