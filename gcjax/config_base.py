@@ -13,6 +13,9 @@ def base() -> ml_collections.ConfigDict:
   c.method = ''
   c.seed = 0
   c.total_steps = 1000
+  # > 0: leave after this many new steps (checkpointing first), as if
+  # preempted; rerun the same command to continue (time-sliced schedulers).
+  c.run_steps = 0
   c.log_every = 50
   c.ckpt_every = 500
   c.keep_ckpts = 2
@@ -40,3 +43,14 @@ def edges2fashion(resolution=32, channels=1, batch_size=16, train_limit=0,
       'args': {'resolution': resolution, 'channels': channels,
                'classes': (5, 7, 9)},
       'train_limit': train_limit, 'test_limit': test_limit})
+
+
+def sibling(name: str, here: str):
+  """Imports ``configs/<name>.py`` next to the config file ``here``."""
+  import importlib.util
+  import os
+  path = os.path.join(os.path.dirname(os.path.abspath(here)), f'{name}.py')
+  spec = importlib.util.spec_from_file_location(f'gcjax_config_{name}', path)
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod

@@ -247,9 +247,15 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       is_last = done == total
       if done % config.log_every == 0 or is_last:
         flush(done)
-      if done % config.ckpt_every == 0 or is_last:
+      stop_now = bool(config.run_steps) and done - start >= config.run_steps
+      if done % config.ckpt_every == 0 or is_last or stop_now:
         flush(done)
         ckpt.save(done, state, meta)
+      if stop_now and not is_last:
+        logging.info('run_steps=%d reached at step %d; rerun to continue.',
+                     config.run_steps, done)
+        writer.close()
+        return {'_run': {'stopped_at': done}}
       if config.sample_every and (done % config.sample_every == 0):
         write_samples(done, state)
       for name, ev in config.evals.items():

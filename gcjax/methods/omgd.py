@@ -69,6 +69,7 @@ class LossWeights(NamedTuple):
   feature: float
   l1: float
   feature_layers: tuple
+  style_layers: tuple
 
 
 class Adapters(flax.linen.Module):
@@ -163,7 +164,7 @@ def train_step(state: State, batch, key, frozen, *, nets: Nets, txs: Txs,
   metrics.update(m_mi)
 
   # 4. Student loss as a function of its outputs (+ adapter params).
-  vgg_layers = ('relu1_2', 'relu2_2', 'relu3_3', 'relu4_3')
+  vgg_layers = tuple(dict.fromkeys((*w.style_layers, 'relu2_2')))
   use_vgg = w.style > 0 or w.perceptual > 0
   t_vgg = [_vgg(frozen, t, vgg_layers) for t in t_imgs] if use_vgg else None
 
@@ -176,7 +177,8 @@ def train_step(state: State, batch, key, frozen, *, nets: Nets, txs: Txs,
                'l1': jnp.mean(jnp.abs(img - t))}
       if use_vgg:
         parts['style'] = distill.style_loss(
-            [s_vgg[n] for n in vgg_layers], [t_vgg[k][n] for n in vgg_layers])
+            [s_vgg[n] for n in w.style_layers],
+            [t_vgg[k][n] for n in w.style_layers])
         parts['perceptual'] = distill.perceptual_loss(
             [s_vgg['relu2_2']], [t_vgg[k]['relu2_2']])
       for name, v in parts.items():
@@ -249,7 +251,8 @@ def make(config, sample_batch) -> Method:
   l = config.loss
   w = LossWeights(adversarial=l.adversarial, lambda_l1=l.lambda_l1,
                   ssim=l.ssim, style=l.style, perceptual=l.perceptual,
-                  tv=l.tv, feature=l.feature, l1=l.l1, feature_layers=layers)
+                  tv=l.tv, feature=l.feature, l1=l.l1, feature_layers=layers,
+                  style_layers=tuple(l.style_layers))
   frozen = None
   if l.style > 0 or l.perceptual > 0:
     from gcjax.metrics import lpips
