@@ -186,6 +186,18 @@ def test_reservoir_is_a_sample_of_the_stream():
   assert fid.FeatureStats(4).feats is None
 
 
+def test_merged_reservoir_samples_both_streams():
+  f = np.arange(2000, dtype=np.float32)[:, None] * np.ones((1, 4), np.float32)
+  a = fid.FeatureStats(4, reservoir_size=100, seed=0)
+  b = fid.FeatureStats(4, reservoir_size=100, seed=1)
+  a.update(f[:500])
+  b.update(f[500:])
+  a.merge(b)
+  rows = a.feats[:, 0]
+  assert a.n == 2000 and len(np.unique(rows)) == 100
+  assert 5 <= (rows < 500).sum() <= 45  # expected 25 of 100
+
+
 def test_fid_of_a_set_with_itself_is_zero():
   s = _stats(_gauss(400, d=64))
   assert abs(fid.fid_from_stats(s.mu, s.sigma, s.mu, s.sigma)) < 1e-6
