@@ -1,0 +1,115 @@
+"""Distil the pretrained 64x64 face DCGAN (d=64) into a d/4 or d/8 student.
+
+Aguinaldo et al. (2019): the student (same DCGAN architecture, depth scale
+``student.d``) learns the teacher's mapping z -> image on fresh z each step.
+The teacher is gan-face-generate 1.1.1's generator (z=100, 3.58M params),
+loaded through the verified asset loader; it is frozen and not
+checkpointed. No real images are needed: the evaluators compare the student
+with teacher samples on the same z (FID/KID vs the teacher, PSNR/SSIM
+agreement, sharpness), and with ``loss.kind='joint'`` or ``'scratch'`` the
+discriminator's "real" side is teacher samples (``loss.real='teacher'``).
+
+NOTE: the trainer always loads ``config.data``; here it is a small slice of
+Fashion-MNIST whose rows are never read by the step: the test rows only set
+how many latents the evaluators draw (``data.args.limit``).
+
+Run:
+  python -m gcjax.main --config=configs/dcgan_kd.py               # d=16, MSE
+  python -m gcjax.main --config=configs/dcgan_kd.py:d8            # d=8
+  python -m gcjax.main --config=configs/dcgan_kd.py \\
+      --config.loss.kind=joint                                    # eq. 4
+  python -m gcjax.main --config=configs/dcgan_kd.py:smoke         # seconds
+  python -m gcjax.main --config=configs/dcgan_kd.py:paper         # long
+
+Presets:
+  default: student d=16 (0.24M params, 1/15 of the teacher; ~1/16 of its
+    MACs), MSE, batch 32, 600 steps, 256 evaluation latents: see
+    experiments/results for the measured wall time on 2 CPU cores. Expect
+    blurry but correctly laid-out faces (agree_psnr ~18-20 dB).
+  d8: student d=8 (0.07M params).
+  smoke: student d=4, 3 steps, 16 evaluation latents, cost only.
+  paper: 20k steps of batch 64, 2048 evaluation latents (an accelerator).
+"""
+
+import ml_collections
+
+from gcjax import config_base
+
+
+def rows(limit: int, batch_size: int) -> ml_collections.ConfigDict:
+  """Fashion-MNIST rows used only as a row counter (see the NOTE above)."""
+  return ml_collections.ConfigDict({
+      'name': 'fashion', 'train_split': 'train', 'test_split': 'test',
+      'batch_size': batch_size, 'seed': 0, 'flip': False, 'jitter': 0,
+      'args': {'resolution': 28, 'channels': 1, 'limit': limit},
+      'train_limit': 0, 'test_limit': 0})
+
+
+def kd_base() -> ml_collections.ConfigDict:
+  """Every ``kd`` key with its default; the experiment files adjust it."""
+  c = config_base.base()
+  c.method = 'kd'
+  c.teacher = ml_collections.ConfigDict({
+      # face | export | random.
+      'kind': 'face',
+      # kind='export': a gcjax run's export folder and the network's name.
+      'export_dir': '', 'export_name': 'generator',
+      # kind='random' only (tests): the architecture of the random teacher.
+      'd': 16, 'nz': 100, 'resolution': 32, 'channels': 1})
+  c.student = ml_collections.ConfigDict({'d': 16, 'norm': 'batch'})
+  c.disc = ml_collections.ConfigDict({'d': 32, 'norm': 'batch'})
+  c.loss = ml_collections.ConfigDict({
+      'kind': 'mse',            # mse | joint | scratch
+      'lambda_adv': 0.05,       # joint: MSE + lambda_adv * adversarial
+      'real': 'teacher',        # D's real images: teacher | data
+      'adversarial': 'vanilla',  # vanilla (NS-GAN) | wgan-gp
+      'gp_weight': 10.0, 'n_critic': 1})
+  c.optim = ml_collections.ConfigDict({
+      's': config_base.adam(2e-4, decay='none'),
+      'd': config_base.adam(2e-4, decay='none')})
+  return c
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  preset = arg or 'default'
+  c = kd_base()
+  c.data = rows(limit=256, batch_size=32)
+  c.total_steps = 600
+  c.log_every = 50
+  c.ckpt_every = 300
+  c.n_samples = 8
+  c.eval_batch_size = 64
+  c.evals = ml_collections.ConfigDict({
+      'fid': {'type': 'fid', 'every_steps': 0, 'against': 'reference',
+              'batch_size': 32, 'kid_subset_size': 128},
+      'image': {'type': 'image', 'every_steps': 0},
+      'laplacian': {'type': 'laplacian', 'every_steps': 0},
+      'cost': {'type': 'cost', 'every_steps': 0, 'latency_batch': 64,
+               'latency_iters': 10},
+  })
+  if preset == 'default':
+    pass
+  elif preset == 'd8':
+    c.student.d = 8
+  elif preset == 'smoke':
+    c.data = rows(limit=16, batch_size=4)
+    c.student.d = 4
+    c.disc.d = 4
+    c.total_steps = 3
+    c.log_every = c.ckpt_every = 3
+    c.n_samples = 2
+    c.eval_batch_size = 8
+    c.evals = ml_collections.ConfigDict({
+        'image': {'type': 'image', 'every_steps': 0},
+        'cost': {'type': 'cost', 'every_steps': 0, 'latency_batch': 2,
+                 'latency_iters': 2}})
+  elif preset == 'paper':
+    c.data = rows(limit=2048, batch_size=64)
+    c.total_steps = 20_000
+    c.ckpt_every = 2000
+    c.sample_every = 2000
+    c.evals.fid.kid_subset_size = 1000
+  else:
+    raise ValueError(f'Unknown preset {preset!r}: use default, d8, smoke, '
+                     'paper')
+  return c
