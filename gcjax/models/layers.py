@@ -1,0 +1,159 @@
+"""Shared building blocks for the generator/discriminator zoo.
+
+Normalization by name, reflection padding and convolutions with PyTorch's
+padding semantics, so that ported networks (pix2pix, CycleGAN,
+GAN-Compression, DCGAN) compute exactly what their PyTorch originals compute.
+All tensors are NHWC.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+# pix2pix/DCGAN initialize conv weights from N(0, 0.02).
+CONV_INIT = nn.initializers.normal(stddev=0.02)
+
+NORMS = ('batch', 'instance', 'layer', 'none')
+
+
+def check_norm(norm: str, allowed: Sequence[str] = NORMS) -> None:
+  """Raises ValueError unless ``norm`` is one of ``allowed``."""
+  if norm not in allowed:
+    raise ValueError(f'norm must be one of {tuple(allowed)}, got {norm!r}')
+
+
+def norm_uses_bias(norm: str) -> bool:
+  """pix2pix's rule: convs before a norm carry a bias unless it is batch norm.
+
+  pix2pix sets ``use_bias = norm_layer is InstanceNorm2d``; with no norm at
+  all a conv obviously needs its own bias. Layer norm has a learned shift, so
+  it is treated like batch norm.
+  """
+  return norm in ('instance', 'none')
+
+
+def _bn_scale_init(key: jax.Array, shape: Sequence[int],
+                   dtype=jnp.float32) -> jax.Array:
+  # pix2pix/DCGAN: batch norm weight ~ N(1, 0.02).
+  return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
+
+
+class InstanceNorm(nn.Module):
+  """PyTorch ``InstanceNorm2d`` (no running stats): per-image, per-channel.
+
+  Attributes:
+    affine: learn a per-channel ``scale`` and ``bias`` (PyTorch
+      ``affine=True``).
+    epsilon: added to the biased variance (PyTorch default 1e-5).
+  """
+  affine: bool = False
+  epsilon: float = 1e-5
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    """Normalizes ``x`` [B, H, W, C] over H and W."""
+    mean = jnp.mean(x, axis=(1, 2), keepdims=True)
+    var = jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
+    y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
+    if self.affine:
+      c = x.shape[-1]
+      y = y * self.param('scale', nn.initializers.ones, (c,))
+      y = y + self.param('bias', nn.initializers.zeros, (c,))
+    return y
+
+
+def norm(kind: str, x: jax.Array, train: bool, name: str | None = None,
+         affine: bool = False) -> jax.Array:
+  """Applies the normalization ``kind`` to ``x`` [B, H, W, C].
+
+  Must be called inside a compact method: the norm module becomes a child of
+  the calling module under ``name``.
+
+  Args:
+    kind: 'batch' (running stats in 'batch_stats', PyTorch momentum 0.1 and
+      eps 1e-5), 'instance' (per-image stats, also at inference), 'layer'
+      (over H, W, C per example) or 'none' (identity).
+    x: [B, H, W, C] float32.
+    train: batch norm uses batch statistics and updates running ones.
+    name: child module name.
+    affine: instance norm only: learn scale and bias.
+
+  Returns:
+    [B, H, W, C] float32.
+  """
+  check_norm(kind)
+  if kind == 'batch':
+    return nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                        epsilon=1e-5, scale_init=_bn_scale_init,
+                        name=name)(x)
+  if kind == 'instance':
+    return InstanceNorm(affine=affine, name=name)(x)
+  if kind == 'layer':
+    return nn.LayerNorm(epsilon=1e-5, reduction_axes=(-3, -2, -1),
+                        feature_axes=-1, name=name)(x)
+  return x
+
+
+def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
+  """PyTorch ``ReflectionPad2d(pad)`` on [B, H, W, C] (edge not repeated)."""
+  if pad == 0:
+    return x
+  if pad >= x.shape[1] or pad >= x.shape[2]:
+    raise ValueError(f'reflection pad {pad} needs H and W > {pad}, got '
+                     f'input shape {x.shape}')
+  return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode='reflect')
+
+
+def conv(features: int, kernel: int, stride: int = 1, padding: int = 0,
+         use_bias: bool = True, groups: int = 1,
+         name: str | None = None) -> nn.Conv:
+  """PyTorch ``Conv2d(k, stride, padding)`` with zero padding; HWIO kernel."""
+  return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
+                 padding=((padding, padding), (padding, padding)),
+                 use_bias=use_bias, feature_group_count=groups,
+                 kernel_init=CONV_INIT, name=name)
+
+
+def conv_transpose(features: int, kernel: int, stride: int, padding: int,
+                   output_padding: int = 0, use_bias: bool = True,
+                   name: str | None = None) -> nn.ConvTranspose:
+  """PyTorch ``ConvTranspose2d(k, stride, padding, output_padding)``.
+
+  Output size (H - 1) * stride - 2 * padding + kernel + output_padding.
+  A transposed conv is a stride-1 conv over the input dilated by ``stride``
+  (zeros between pixels), padded by ``kernel - 1 - padding`` before and
+  ``kernel - 1 - padding + output_padding`` after, with the spatially
+  flipped kernel. Flax's ``ConvTranspose`` (``transpose_kernel=False``)
+  passes explicit padding straight to that dilated conv and does not flip,
+  so its HWIO kernel equals the PyTorch weight [in, out, kh, kw] transposed
+  to [kh, kw, in, out] and flipped in kh and kw (see ``convert.py``).
+  """
+  lo = kernel - 1 - padding
+  hi = kernel - 1 - padding + output_padding
+  if lo < 0:
+    raise ValueError(f'conv_transpose padding {padding} > kernel - 1 '
+                     f'({kernel - 1}) is not supported')
+  return nn.ConvTranspose(features, (kernel, kernel), strides=(stride, stride),
+                          padding=((lo, hi), (lo, hi)), use_bias=use_bias,
+                          kernel_init=CONV_INIT, name=name)
+
+
+def dropout(x: jax.Array, rate: float, train: bool) -> jax.Array:
+  """Dropout with rng stream 'dropout'; identity at inference or rate 0."""
+  if rate <= 0.0:
+    return x
+  return nn.Dropout(rate=rate, deterministic=not train)(x)
+
+
+def avg_pool_3x3_s2(x: jax.Array) -> jax.Array:
+  """``AvgPool2d(3, stride=2, padding=1, count_include_pad=False)``."""
+  pad = ((0, 0), (1, 1), (1, 1), (0, 0))
+  window, strides = (1, 3, 3, 1), (1, 2, 2, 1)
+  total = jax.lax.reduce_window(x, 0.0, jax.lax.add, window, strides, pad)
+  ones = jnp.ones((1,) + x.shape[1:3] + (1,), x.dtype)
+  count = jax.lax.reduce_window(ones, 0.0, jax.lax.add, window, strides, pad)
+  return total / count
