@@ -29,6 +29,7 @@ def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
   preset = preset or 'default'
   c = config_base.base()
   c.method = 'omgd'
+  c.omgd = ml_collections.ConfigDict({'task': 'pix2pix'})
   c.data = config_base.edges2fashion(resolution=32, batch_size=16)
   c.teacher = ml_collections.ConfigDict(
       {'ngf': 32, 'norm': 'batch', 'dropout': 0.5, 'n_res': 0})

@@ -19,6 +19,7 @@ No files are written here; ``train.py`` writes what this returns.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import jax
@@ -48,7 +49,7 @@ def _iter_eval(method, state, frozen, predict, arrays, mesh, batch_size: int,
     yield {k: v[:valid] for k, v in batch.items()}, preds
 
 
-def _image_eval(method, stream, **_):
+def _image_eval(method, stream):
   from gcjax.metrics import image
   sums: dict[str, dict[str, float]] = {}
   count = 0
@@ -74,34 +75,34 @@ def _image_eval(method, stream, **_):
 
 
 def _fid_eval(method, stream, *, against='target', stats_path='',
-              kid_subsets=10, kid_subset_size=1000, batch_size=32, **_):
+              kid_subsets=10, kid_subset_size=1000, batch_size=32):
   from gcjax.metrics import fid
   fn = fid.inception_fn(fid.load_inception_params())
-  feats: dict[str, list[np.ndarray]] = {}
-  real: list[np.ndarray] = []
-
-  def run(x):
-    out = []
-    for i in range(0, len(x), batch_size):
-      chunk = x[i:i + batch_size]
-      pad = batch_size - len(chunk)
-      if pad:
-        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, 0)])
-      out.append(np.asarray(fn(chunk))[:batch_size - pad])
-    return np.concatenate(out)
-
+  outs: dict[str, list[np.ndarray]] = {}
+  reals: list[np.ndarray] = []
   for batch, preds in stream:
     for name, out in preds.items():
-      feats.setdefault(name, []).append(run(out))
+      outs.setdefault(name, []).append(out)
     if against == 'target' and not stats_path:
-      real.append(run(batch[method.target_key]))
-  feats = {k: np.concatenate(v).astype(np.float64) for k, v in feats.items()}
-  res = {}
+      reals.append(batch[method.target_key])
+
+  def features(chunks):
+    return np.concatenate(list(fid.extract_features(fn, chunks, batch_size))
+                          ).astype(np.float64)
+
+  feats = {k: features(v) for k, v in outs.items()}
+  real_feats = None
   if stats_path:
-    mu_r, sig_r, real_feats = fid.load_stats(stats_path)
+    saved = fid.load_stats(stats_path)
+    mu_r, sig_r, real_feats = saved.mu, saved.sigma, saved.feats
   elif against == 'target':
-    real_feats = np.concatenate(real).astype(np.float64)
+    real_feats = features(reals)
+  elif against != 'reference':
+    raise ValueError(f"evals fid: against={against!r}; expected 'target', "
+                     "'reference' or a stats_path")
+  if real_feats is not None and not stats_path:
     mu_r, sig_r = real_feats.mean(0), np.cov(real_feats, rowvar=False)
+  res = {}
   for name, f in feats.items():
     if against == 'reference':
       if name == method.reference:
@@ -119,7 +120,7 @@ def _fid_eval(method, stream, *, against='target', stats_path='',
   return res
 
 
-def _lpips_eval(method, stream, *, net='alex', **_):
+def _lpips_eval(method, stream, *, net='alex'):
   from gcjax.metrics import lpips
   apply_fn, variables = lpips.load_lpips(net)
   fn = jax.jit(lambda a, b: apply_fn(variables, a, b))
@@ -139,7 +140,7 @@ def _lpips_eval(method, stream, *, net='alex', **_):
   return {n: {k: v / count for k, v in s.items()} for n, s in sums.items()}
 
 
-def _is_eval(method, stream, *, splits=10, **_):
+def _is_eval(method, stream, *, splits=10):
   from gcjax.metrics import classifier
   logits_fn = classifier.load_or_train_fmnist_classifier()
   outs: dict[str, list[np.ndarray]] = {}
@@ -154,7 +155,8 @@ def _is_eval(method, stream, *, splits=10, **_):
   return res
 
 
-def _cost_eval(method, state, frozen, *, latency_batch=8, latency_iters=10, **_):
+def _cost_eval(method, state, frozen, *, latency_batch=8,
+               latency_iters=10):
   from gcjax.metrics import cost
   res = {}
   for name, cm in method.cost_models.items():
@@ -188,6 +190,14 @@ def evaluate(evals, method, state, frozen, predict, test_arrays, mesh,
     ev.pop('every_steps', None)
     repeats = int(ev.pop('repeats', 1))
     limit = int(ev.pop('limit', 0))
+    fn = _cost_eval if kind == 'cost' else _STREAMING.get(kind)
+    if fn is not None:
+      allowed = set(inspect.signature(fn).parameters) - {
+          'method', 'stream', 'state', 'frozen'}
+      unknown = sorted(set(ev) - allowed)
+      if unknown:
+        raise ValueError(f'config.evals.{name}: unknown keys {unknown} for '
+                         f'type {kind!r}; allowed: {sorted(allowed)}')
     if kind == 'cost':
       out = _cost_eval(method, state, frozen, **ev)
     elif kind in _STREAMING:

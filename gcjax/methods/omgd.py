@@ -218,7 +218,17 @@ def _fwd(state, batch, frozen, *, module, which):
 
 
 def make(config, sample_batch) -> Method:
-  """Builds ``omgd`` from config.teacher/teacher_deep/student/disc/loss/mi."""
+  """Builds ``omgd`` from config.teacher/teacher_deep/student/disc/loss/mi.
+
+  ``config.omgd.task`` picks the recipe: ``'pix2pix'`` (paired, U-Nets; this
+  module) or ``'cyclegan'`` (unpaired, ResNet teacher; ``omgd_cyclegan``).
+  """
+  if config.omgd.task == 'cyclegan':
+    from gcjax.methods import omgd_cyclegan
+    return omgd_cyclegan.make(config, sample_batch)
+  if config.omgd.task != 'pix2pix':
+    raise ValueError(f"config.omgd.task={config.omgd.task!r}; expected "
+                     "'pix2pix' or 'cyclegan'")
   shapes = {k: tuple(v.shape[1:]) for k, v in sample_batch.items()}
   out_ch = shapes['tgt'][-1]
   teachers = [p2p.make_unet(config.teacher, out_ch)]
