@@ -42,10 +42,11 @@ def fast_init(module, *args, **kwargs):
 def init_apply(module, x, train=False):
   v = fast_init(module, x)
   if train:
-    (y, f), _ = module.apply(v, x, train=True, rngs={'dropout': KEYS['dropout']},
-                             mutable=['batch_stats'])
+    (y, f), _ = jax.jit(lambda v, x: module.apply(
+        v, x, train=True, rngs={'dropout': KEYS['dropout']},
+        mutable=['batch_stats']))(v, x)
     return v, y, f
-  y, f = module.apply(v, x)
+  y, f = jax.jit(module.apply)(v, x)
   return v, y, f
 
 
@@ -145,20 +146,20 @@ class UNetTest(parameterized.TestCase):
     with self.assertRaisesRegex(ValueError, 'power of two'):
       jax.eval_shape(lambda: m.init(KEYS, jnp.zeros((1, 24, 24, 3))))
 
-  def test_dropout_only_in_train(self):
-    # 64x64 -> 6 levels; level 4 carries dropout. Without norms, train and
-    # eval differ only by dropout.
-    m = unet.UNetGenerator(ngf=1, norm='none', dropout=0.5)
-    x = jnp.asarray(np.random.default_rng(3).standard_normal((1, 64, 64, 3)),
-                    jnp.float32)
-    v = fast_init(m, x)
-    e, _ = m.apply(v, x)
-    t1, _ = m.apply(v, x, train=True, rngs={'dropout': jax.random.key(4)})
-    t2, _ = m.apply(v, x, train=True, rngs={'dropout': jax.random.key(5)})
-    self.assertGreater(float(jnp.max(jnp.abs(t1 - t2))), 1e-4)
-    no_drop = unet.UNetGenerator(ngf=1, norm='none', dropout=0.0)
-    d, _ = no_drop.apply(v, x, train=True)
-    chex.assert_trees_all_close(d, e, atol=1e-6)
+  def test_dropout_only_in_train_and_deep_levels(self):
+    # Dropout draws from the 'dropout' rng, so applying without one fails
+    # exactly when a dropout layer runs. Level 4 exists from 6 levels on.
+    def run(ngf_dropout, side, train):
+      m = unet.UNetGenerator(ngf=1, norm='none', dropout=ngf_dropout)
+      x = jnp.zeros((1, side, side, 3))
+      v = jax.eval_shape(lambda: m.init({'params': KEYS['params']}, x))
+      return jax.eval_shape(lambda v: m.apply(v, x, train=train), v)
+
+    with self.assertRaisesRegex(Exception, 'dropout'):
+      run(0.5, 64, train=True)
+    run(0.5, 64, train=False)
+    run(0.0, 64, train=True)
+    run(0.5, 32, train=True)  # 5 levels: no dropout level.
 
 
 class PatchGANTest(parameterized.TestCase):
