@@ -22,6 +22,9 @@ Run:
   python -m gcjax.main --config=configs/dcgan_kd.py:paper         # long
 
 Presets:
+  MI add-on: ``--config.mi.kind=vem`` (or vid, crd) adds lambda_mi times
+  the MI critic's student term (gcjax.objectives.mi) to any loss kind.
+
   default: student d=16 (0.24M params, 1/15 of the teacher; ~1/16 of its
     MACs), MSE, batch 32, 600 steps, 256 evaluation latents: see
     experiments/results for the measured wall time on 2 CPU cores. Expect
@@ -67,6 +70,10 @@ def kd_base() -> ml_collections.ConfigDict:
   c.optim = ml_collections.ConfigDict({
       's': config_base.adam(2e-4, decay='none'),
       'd': config_base.adam(2e-4, decay='none')})
+  # The MI add-on (VEM paper): none | vem | vid | crd; t+ is always the
+  # teacher's image of the student's z here.
+  c.mi = config_base.mi('none')
+  c.mi.positive = 'teacher'
   return c
 
 
@@ -92,13 +99,14 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif preset == 'd8':
     c.student.d = 8
   elif preset == 'smoke':
-    c.data = rows(limit=16, batch_size=4)
+    c.data = rows(limit=16, batch_size=8)
     c.student.d = 4
     c.disc.d = 4
     c.total_steps = 3
     c.log_every = c.ckpt_every = 3
     c.n_samples = 2
     c.eval_batch_size = 8
+    config_base.smoke_mi(c.mi)
     c.evals = ml_collections.ConfigDict({
         'image': {'type': 'image', 'every_steps': 0},
         'cost': {'type': 'cost', 'every_steps': 0, 'latency_batch': 2,

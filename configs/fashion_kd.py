@@ -65,6 +65,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.log_every = c.ckpt_every = 3
     c.n_samples = 2
     c.eval_batch_size = 8
+    config_base.smoke_mi(c.mi)
     c.evals = ml_collections.ConfigDict({
         'image': {'type': 'image', 'every_steps': 0},
         'cost': {'type': 'cost', 'every_steps': 0, 'latency_batch': 2,

@@ -176,8 +176,28 @@ def _cost_eval(method, state, frozen, *, latency_batch=8,
   return res
 
 
+def _laplacian_eval(method, stream):
+  """Mean variance of the Laplacian (sharpness, ``metrics.image``).
+
+  One value per model; the target images, when the batches carry them, are
+  reported as model ``'real'`` (the sharpness the data has).
+  """
+  from gcjax.metrics import image
+  sums: dict[str, float] = {}
+  counts: dict[str, int] = {}
+  for batch, preds in stream:
+    outs = dict(preds)
+    if method.target_key and method.target_key in batch:
+      outs['real'] = batch[method.target_key]
+    for name, x in outs.items():
+      sums[name] = sums.get(name, 0.0) + float(
+          np.sum(image.laplacian_variance(x)))
+      counts[name] = counts.get(name, 0) + len(x)
+  return {n: {'laplacian_var': sums[n] / counts[n]} for n in sums}
+
+
 _STREAMING = {'image': _image_eval, 'fid': _fid_eval, 'lpips': _lpips_eval,
-              'is': _is_eval}
+              'is': _is_eval, 'laplacian': _laplacian_eval}
 
 
 def evaluate(evals, method, state, frozen, predict, test_arrays, mesh,
@@ -233,11 +253,19 @@ def flatten(results) -> dict[str, float]:
           if isinstance(v, (int, float))}
 
 
+def _si(v: float) -> str:
+  """1234567 -> '1.235M' (G/M/k units)."""
+  for unit, scale in (('G', 1e9), ('M', 1e6), ('k', 1e3)):
+    if abs(v) >= scale:
+      return f'{v / scale:.3f}{unit}'
+  return f'{v:.0f}'
+
+
 _COLUMNS = [
-    ('params', 'params', lambda v: f'{v / 1e6:.3f}M'),
-    ('macs_literature', 'MACs (lit.)', lambda v: f'{v / 1e9:.3f}G'),
-    ('macs_true', 'MACs (true)', lambda v: f'{v / 1e9:.3f}G'),
-    ('flops_xla', 'XLA flops/2', lambda v: f'{v / 2e9:.3f}G'),
+    ('params', 'params', _si),
+    ('macs_literature', 'MACs (lit.)', _si),
+    ('macs_true', 'MACs (true)', _si),
+    ('flops_xla', 'XLA flops/2', lambda v: _si(v / 2)),
 ]
 
 

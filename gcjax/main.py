@@ -25,6 +25,9 @@ _MULTIHOST = flags.DEFINE_bool(
 
 def main(argv):
   del argv
+  if not flags.FLAGS['verbosity'].present:
+    # Orbax logs every file it writes at INFO; keep the console readable.
+    logging.set_verbosity(logging.WARNING)
   import jax
   if _MULTIHOST.value:
     jax.distributed.initialize()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from typing import Any
 
@@ -17,7 +18,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
-from absl import logging
 
 from gcjax import checkpoint as ckpt_lib
 from gcjax import data as data_lib
@@ -170,7 +170,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   t_restart = time.perf_counter()
   if latest is not None:
     state, meta = ckpt.restore(latest, abstract, state_sh)
-    logging.info('Resumed from %s at step %d', ckpt.directory, latest)
+    if is_main:
+      print(f'gcjax: resumed from {ckpt.directory} at step {latest}',
+            file=sys.stderr)
   else:
     state = jax.jit(method.init, out_shardings=state_sh)(init_key)
   start = int(jax.device_get(state.step))
@@ -227,9 +229,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     mean['guard/skipped_total'] = meta['skipped']
     last_log = mean
     writer.scalars(step, mean)
-    shown = {k: v for k, v in mean.items() if not k.startswith('guard')}
-    bar.set_postfix({k.split('/')[-1] if len(shown) < 4 else k: f'{v:.3g}'
-                     for k, v in list(shown.items())[:6]}, refresh=False)
+    # The bar shows the losses first (then energies etc.), at most six.
+    shown = sorted((k for k in mean if not k.startswith('guard')),
+                   key=lambda k: (not k.endswith('loss'), k))[:6]
+    bar.set_postfix({k: f'{mean[k]:.3g}' for k in shown}, refresh=False)
 
   try:
     for step, host_batch in batcher.iterate(start):
@@ -252,8 +255,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         flush(done)
         ckpt.save(done, state, meta)
       if stop_now and not is_last:
-        logging.info('run_steps=%d reached at step %d; rerun to continue.',
-                     config.run_steps, done)
+        if is_main:
+          print(f'gcjax: run_steps={config.run_steps} reached at step '
+                f'{done}; rerun the same command to continue.',
+                file=sys.stderr)
         writer.close()
         return {'_run': {'stopped_at': done}}
       if config.sample_every and (done % config.sample_every == 0):

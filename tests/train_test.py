@@ -103,8 +103,9 @@ def _one_step(devices):
   method = gan.make(c, batch)
   rep = sharding.replicated(mesh)
   state = jax.jit(method.init, out_shardings=rep)(jax.random.key(0))
-  step = jax.jit(chex.assert_max_traces(method.train_step, n=1),
-                 out_shardings=rep)
+  def step_fn(*args):
+    return method.train_step(*args)
+  step = jax.jit(chex.assert_max_traces(step_fn, n=1), out_shardings=rep)
   for _ in range(2):
     state, m = step(state, batch, jax.random.key(1), None)
   return jax.device_get(state), jax.device_get(m)

@@ -17,9 +17,16 @@ import jax.numpy as jnp
 import optax
 
 from gcjax.methods import pix2pix_nets as p2p
-from gcjax.methods.base import (CostModel, Method, NetState, apply_gradients,
-                                create_net_state, global_norm, make_adam,
-                                prefix)
+from gcjax.methods.base import (
+  CostModel,
+  Method,
+  NetState,
+  apply_gradients,
+  create_net_state,
+  global_norm,
+  make_adam,
+  prefix,
+)
 
 
 @flax.struct.dataclass

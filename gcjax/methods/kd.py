@@ -35,7 +35,6 @@ from typing import Any, NamedTuple
 import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from gcjax.methods import gan_dcgan as dc
@@ -127,8 +126,8 @@ def dcgan_from_variables(variables) -> dcgan.DCGANGenerator:
   if not convs or convs[0] != 'conv0':
     raise ValueError('not DCGANGenerator variables: expected params conv0.. '
                      f'got {sorted(p)}')
-  k0, _, nz, _ = np.shape(p['conv0']['kernel'])
-  _, _, d, out_ch = np.shape(p[convs[-1]]['kernel'])
+  k0, _, nz, _ = tuple(p['conv0']['kernel'].shape)
+  _, _, d, out_ch = tuple(p[convs[-1]]['kernel'].shape)
   n_hidden = len(convs) - 1
   if k0 == 7:
     resolution = 28
@@ -163,7 +162,8 @@ def load_teacher(section, seed: int):
                                   out_ch=section.channels,
                                   resolution=section.resolution,
                                   norm='batch')
-    variables = module.init(jax.random.key(seed), jnp.zeros((1, section.nz)))
+    variables = jax.jit(module.init)(jax.random.key(seed),
+                                     jnp.zeros((1, section.nz)))
     return module, variables
   raise ValueError(f'config.teacher.kind={kind!r}; expected one of '
                    f'{TEACHERS}')
@@ -189,7 +189,11 @@ def _teacher(nets: Nets, frozen, z):
 
 def train_step(state: State, batch, key, frozen, *, nets: Nets, txs: Txs,
                w: Weights, adv: dc.Adversarial, mi):
-  """Critic update(s) (if adversarial), MI critic update, student update."""
+  """Critic update(s) (if adversarial), MI critic update, student update.
+
+  The student's latents are drawn from the step key, unless the batch
+  carries ``z`` [B, nz] (then its last ``B / n_critic`` rows are used).
+  """
   key = jax.random.fold_in(key, state.step)
   n = adv.n_critic if nets.disc is not None else 1
   keys = jax.random.split(key, 3 * n + 1)
@@ -219,7 +223,9 @@ def train_step(state: State, batch, key, frozen, *, nets: Nets, txs: Txs,
                     jax.random.normal(z_keys[i], (b, nz)))
     disc, m_d = dc.critic_update(disc, nets.disc, txs.disc, reals(i), fake,
                                  gp_keys[i], adv)
-  z = jax.random.normal(z_keys[-1], (b, nz))
+  # Fresh latents every step; a batch may pin them (fixed-z experiments).
+  z = (dc.chunks(batch['z'], n)[-1] if 'z' in batch
+       else jax.random.normal(z_keys[-1], (b, nz)))
   s_img, s_vjp, s_bs = jax.vjp(lambda p: s_fwd(p, z), state.student.params,
                                has_aux=True)
   t_img = _teacher(nets, frozen, z)

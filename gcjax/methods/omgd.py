@@ -28,9 +28,16 @@ import jax.numpy as jnp
 import optax
 
 from gcjax.methods import pix2pix_nets as p2p
-from gcjax.methods.base import (CostModel, Method, NetState, apply_gradients,
-                                create_net_state, global_norm, make_adam,
-                                prefix)
+from gcjax.methods.base import (
+  CostModel,
+  Method,
+  NetState,
+  apply_gradients,
+  create_net_state,
+  global_norm,
+  make_adam,
+  prefix,
+)
 from gcjax.objectives import distill
 from gcjax.objectives import mi as mi_lib
 
@@ -79,7 +86,7 @@ class Adapters(flax.linen.Module):
 
   @flax.linen.compact
   def __call__(self, feats: tuple, train: bool = False):
-    return tuple(distill.Adapter(c, name=f'adapter{i}')(f, train=train)
+    return tuple(distill.Adapter(c, name=f'adapter{i}')(f, train=train)[0]
                  for i, (c, f) in enumerate(zip(self.out_channels, feats)))
 
 
@@ -258,13 +265,13 @@ def make(config, sample_batch) -> Method:
   mi = mi_lib.make_mi_from_config(config.mi, t_shape=shapes['tgt'],
                                   s_shape=shapes['tgt'],
                                   total_steps=n)
-  l = config.loss
-  w = LossWeights(adversarial=l.adversarial, lambda_l1=l.lambda_l1,
-                  ssim=l.ssim, style=l.style, perceptual=l.perceptual,
-                  tv=l.tv, feature=l.feature, l1=l.l1, feature_layers=layers,
-                  style_layers=tuple(l.style_layers))
+  lc = config.loss
+  w = LossWeights(adversarial=lc.adversarial, lambda_l1=lc.lambda_l1,
+                  ssim=lc.ssim, style=lc.style, perceptual=lc.perceptual,
+                  tv=lc.tv, feature=lc.feature, l1=lc.l1, feature_layers=layers,
+                  style_layers=tuple(lc.style_layers))
   frozen = None
-  if l.style > 0 or l.perceptual > 0:
+  if lc.style > 0 or lc.perceptual > 0:
     from gcjax.metrics import lpips
     frozen = {'vgg': lpips.load_vgg16()}
 

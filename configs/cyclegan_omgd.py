@@ -1,0 +1,210 @@
+"""OMGD distillation of a CycleGAN ResNet generator into a MobileResNet.
+
+``cyclegan_vem.py``, ``cyclegan_vid.py``-style variants are this file with
+another ``mi.kind`` (``build(kind, preset)``); ``cyclegan_gan.py`` reuses the
+data sections below to train CycleGAN teachers.
+
+Run:
+  python -m gcjax.main --config=configs/cyclegan_omgd.py          # default
+  python -m gcjax.main --config=configs/cyclegan_omgd.py:smoke    # seconds
+  python -m gcjax.main --config=configs/cyclegan_omgd.py:online
+  python -m gcjax.main --config=configs/cyclegan_omgd.py:paper \\
+      --config.data.args.root=/path/to/horse2zebra
+  python -m gcjax.main --config=configs/cyclegan_omgd.py:paper_summer2winter \\
+      --config.data.args.root=/path/to/summer2winter_yosemite
+
+Presets:
+  default: compress the pretrained vintagify teacher (ResNet-9, ngf 64,
+    affine instance norm, frozen) into a MobileResNet ngf 16 on 64x64 crops
+    of the photos bundled with scikit-image/-learn; crops of two held-out
+    photos (chelsea, flower) for evaluation. About 10 minutes on 2 CPU
+    cores; expect the student to match the teacher's colour/tone shift
+    (agree_psnr in the mid 20s dB) but not its fine texture.
+  smoke: the same at 16x16 with a tiny student; for tests.
+  online: OMGD proper, offline: a MobileResNet teacher (ngf 32) trained
+    online with the CycleGAN losses on unpaired edges -> shoes
+    (edges2fashion 32x32; CycleGAN never reads the pairing) while an ngf-8
+    student distills it.
+  smoke_online: tiny version of ``online``.
+  paper / paper_summer2winter: OMGD's CycleGAN settings: horse2zebra or
+    summer2winter_yosemite (trainA/trainB/testA/testB folders; TFDS
+    ``cycle_gan/horse2zebra`` works with data.name='tfds_unpaired' and
+    data.args {name, resolution}) at 256x256, batch 1, MobileResNet teacher
+    ngf 64 trained online, student ngf 16 (1.41G literature MACs, 0.137M
+    params), Adam 2e-4 (0.5, 0.999), 100 + 100 epochs with linear decay,
+    student weights SSIM 10, style 1e4, perceptual 10, TV 1e-5 (summed),
+    feature distillation 5e2 (horse2zebra) / 1e2 (summer2winter).
+"""
+
+import ml_collections
+
+from gcjax import config_base
+
+# OMGD's mapping layers for mobile_resnet_9blocks (model.9/12/15/18): the
+# second downsampling and residual blocks 3, 6, 9.
+FEATURE_LAYERS = ('down1', 'block2', 'block5', 'block8')
+VGG_LAYERS = ('relu1_2', 'relu2_2', 'relu3_3', 'relu4_3')
+# Test split sizes (testA, testB): evaluation needs equal lengths, so both
+# domains are cut to the smaller one.
+PAPER_SETS = {'horse2zebra': (120, 140, 1334),
+              'summer2winter_yosemite': (309, 238, 1231)}
+
+
+def photos(resolution=64, batch_size=8, crops_per_image=64, test_limit=0):
+  """The bundled photos as domain A (key 'src'); test = held-out photos."""
+  return ml_collections.ConfigDict({
+      'name': 'photos', 'train_split': 'train', 'test_split': 'test',
+      'batch_size': batch_size, 'seed': 0, 'flip': True, 'jitter': 0,
+      'args': {'resolution': resolution, 'crops_per_image': crops_per_image,
+               'seed': 0, 'min_crop': 0.25, 'max_crop': 0.6},
+      'train_limit': 0, 'test_limit': test_limit})
+
+
+def unpaired(name: str, resolution=256, batch_size=1):
+  """A CycleGAN folder set root/{train,test}{A,B} (keys 'a', 'b')."""
+  n_a, n_b, _ = PAPER_SETS[name]
+  return ml_collections.ConfigDict({
+      'name': 'unpaired_folders', 'train_split': 'train',
+      'test_split': 'test', 'batch_size': batch_size, 'seed': 0,
+      # CycleGAN: resize to 286, random 256 crop, flip; jitter 15 is the
+      # reflect-pad-and-crop stand-in.
+      'flip': True, 'jitter': 15,
+      'args': {'root': f'datasets/{name}', 'resolution': resolution},
+      'train_limit': 0, 'test_limit': min(n_a, n_b)})
+
+
+def cyclegan_section(domains=('a', 'b')):
+  return ml_collections.ConfigDict({
+      'domains': domains, 'adversarial': 'lsgan', 'lambda_a': 10.0,
+      'lambda_b': 10.0, 'lambda_identity': 0.5, 'pool_size': 50})
+
+
+def generator(arch='resnet', ngf=64, n_blocks=9, pretrained=None):
+  g = {'arch': arch, 'ngf': ngf, 'n_blocks': n_blocks, 'norm': 'instance',
+       'dropout': 0.0}
+  if pretrained is not None:
+    g['pretrained'] = pretrained
+  return ml_collections.ConfigDict(g)
+
+
+def disc(ndf=64, n_layers=3):
+  return ml_collections.ConfigDict({'ndf': ndf, 'n_layers': n_layers,
+                                    'norm': 'instance'})
+
+
+def _evals(fid_target: bool, image: bool):
+  e = {'cost': {'type': 'cost', 'every_steps': 0, 'latency_batch': 8,
+                'latency_iters': 10},
+       'fid_ref': {'type': 'fid', 'every_steps': 0, 'against': 'reference',
+                   'stats_path': '', 'kid_subsets': 10,
+                   'kid_subset_size': 100, 'batch_size': 32, 'limit': 0},
+       'lpips': {'type': 'lpips', 'every_steps': 0, 'net': 'alex'}}
+  if image:
+    e['image'] = {'type': 'image', 'every_steps': 0}
+  if fid_target:
+    e['fid'] = {'type': 'fid', 'every_steps': 0, 'against': 'target',
+                'stats_path': '', 'kid_subsets': 10,
+                'kid_subset_size': 100, 'batch_size': 32, 'limit': 0}
+  return ml_collections.ConfigDict(e)
+
+
+def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
+  """The CycleGAN OMGD config with ``mi.kind = kind`` and a preset."""
+  preset = preset or 'default'
+  c = config_base.base()
+  c.method = 'omgd'
+  c.omgd = ml_collections.ConfigDict({'task': 'cyclegan'})
+  c.data = photos(resolution=64, batch_size=4)
+  c.cyclegan = cyclegan_section(domains=('src', ''))
+  c.teacher = generator('resnet', 64, pretrained='vintagify')
+  c.student = generator('mobile', 16)
+  c.disc = disc()
+  c.loss = ml_collections.ConfigDict({
+      'ssim': 10.0, 'style': 1e4, 'perceptual': 10.0, 'tv': 1e-5,
+      'tv_reduction': 'sum', 'feature': 10.0, 'l1': 0.0,
+      'feature_layers': FEATURE_LAYERS,
+      # At 64x64 the first two VGG layers carry the texture; VGG only runs
+      # up to the deepest layer asked for.
+      'style_layers': ('relu1_2', 'relu2_2')})
+  c.mi = config_base.mi(kind)
+  c.mi.positive = 'teacher'
+  c.mi.ebm_pool = 2
+  c.total_steps = 400
+  c.optim = ml_collections.ConfigDict({
+      'g': config_base.adam(2e-4, decay='linear', decay_start=200),
+      'd': config_base.adam(2e-4, decay='linear', decay_start=200),
+      's': config_base.adam(2e-4, decay='linear', decay_start=200)})
+  c.log_every = 25
+  c.ckpt_every = 200
+  c.sample_every = 0
+  c.eval_batch_size = 32
+  c.evals = _evals(fid_target=False, image=True)
+
+  def decay_at(start):
+    for o in c.optim.values():
+      o.decay_start = start
+
+  if preset == 'default':
+    pass
+  elif preset in ('smoke', 'smoke_online'):
+    c.student = generator('mobile', 4, n_blocks=2)
+    c.loss.feature_layers = ('down1', 'block1')
+    c.loss.style_layers = ('relu1_2',)
+    config_base.smoke_mi(c.mi)
+    c.total_steps = 2
+    decay_at(1)
+    c.log_every = c.ckpt_every = 1
+    c.n_samples = 4
+    c.eval_batch_size = 8
+    c.evals = _evals(fid_target=False, image=True)
+    del c.evals['fid_ref']
+    del c.evals['lpips']
+    c.evals.cost.latency_batch = 2
+    c.evals.cost.latency_iters = 1
+    if preset == 'smoke':
+      c.data = photos(resolution=16, batch_size=8, crops_per_image=2)
+    else:
+      c.data = config_base.edges2fashion(resolution=16, batch_size=8,
+                                         train_limit=32, test_limit=8)
+      c.cyclegan.domains = ('src', 'tgt')
+      c.teacher = generator('mobile', 4, n_blocks=2, pretrained='')
+      c.disc = disc(ndf=4, n_layers=2)
+      c.loss.feature_layers = ('down1', 'block1')
+  elif preset == 'online':
+    c.data = config_base.edges2fashion(resolution=32, batch_size=8)
+    c.cyclegan.domains = ('src', 'tgt')
+    c.teacher = generator('mobile', 32, pretrained='')
+    c.student = generator('mobile', 8)
+    c.disc = disc(ndf=32, n_layers=2)
+    c.loss.feature = 5e2
+    c.total_steps = 1000
+    decay_at(500)
+    c.evals = _evals(fid_target=True, image=True)
+    c.evals.fid.limit = c.evals.fid_ref.limit = 1000
+  elif preset in ('paper', 'paper_summer2winter'):
+    name = 'horse2zebra' if preset == 'paper' else 'summer2winter_yosemite'
+    c.data = unpaired(name)
+    c.cyclegan.domains = ('a', 'b')
+    c.teacher = generator('mobile', 64, pretrained='')
+    c.student = generator('mobile', 16)
+    c.disc = disc(ndf=64, n_layers=3)
+    c.loss.style_layers = VGG_LAYERS
+    c.loss.feature = 5e2 if preset == 'paper' else 1e2
+    c.mi.ebm_pool = 2
+    epoch = PAPER_SETS[name][2]   # max(len(trainA), len(trainB)) at batch 1
+    c.total_steps = 200 * epoch
+    decay_at(100 * epoch)
+    c.log_every = 100
+    c.ckpt_every = 5000
+    c.sample_every = 5000
+    c.eval_batch_size = 8
+    c.evals = _evals(fid_target=True, image=False)
+    c.evals.cost.latency_batch = 4
+  else:
+    raise ValueError(f'Unknown preset {preset!r}: use default, smoke, '
+                     'online, smoke_online, paper, paper_summer2winter')
+  return c
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  return build('none', arg)

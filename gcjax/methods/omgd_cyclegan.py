@@ -1,0 +1,220 @@
+"""Method ``omgd`` (task 'cyclegan'): distill a CycleGAN ResNet generator.
+
+Two teacher modes, picked by ``config.teacher.pretrained``:
+
+* ``''`` (online, as OMGD): the teacher G_A (ResNet or MobileResNet) is
+  trained in the same run with the full CycleGAN recipe
+  (``gan_cyclegan.cycle_update``: G_B, D_A, D_B, cycle and identity losses,
+  image pools) on unpaired batches ``a``/``b``; each step the student then
+  distills the teacher's pre-update output G_A(a) and feature maps.
+* ``'vintagify'``: the pretrained vintagify photo -> vintage generator
+  (``convert.load_vintagify``), frozen, passed through ``Method.frozen`` and
+  never checkpointed; only the domain-A batch is read.
+
+The student (GAN-Compression's MobileResNet, ngf 16) is updated by
+``distill_common.student_update``: OMGD's SSIM + style + perceptual + TV
+losses, feature distillation through 1x1-conv adapters at
+``loss.feature_layers`` (OMGD: the second downsampling and residual blocks
+3, 6 and 9), and the MI add-on with t+ = the teacher output.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import flax
+import jax
+import jax.numpy as jnp
+
+from gcjax.methods import distill_common as dc
+from gcjax.methods import gan_cyclegan as cg
+from gcjax.methods.base import (
+  CostModel,
+  Method,
+  NetState,
+  create_net_state,
+  make_adam,
+  variables_of,
+)
+from gcjax.objectives import mi as mi_lib
+
+PRETRAINED = ('', 'vintagify')
+
+
+@flax.struct.dataclass
+class State:
+  step: jax.Array
+  teacher: object     # gan_cyclegan.CycleState (online) or {} (pretrained)
+  student: NetState
+  adapt: NetState
+  mi: object
+
+
+def _load_pretrained(name: str):
+  if name == 'vintagify':
+    from gcjax.models import convert
+    return convert.load_vintagify()
+  raise ValueError(f'config.teacher.pretrained={name!r}; expected one of '
+                   f'{PRETRAINED}')
+
+
+def create_state(key, a_shape, b_shape, *, cycle, student_module,
+                 adapt_module, txs, mi, pool_size: int) -> State:
+  t_key, s_key, a_key, m_key = jax.random.split(key, 4)
+  src = jnp.zeros((1, *a_shape), jnp.float32)
+  teacher = {}
+  if cycle is not None:
+    nets, cycle_txs = cycle
+    teacher = cg.create_cycle_state(t_key, a_shape, b_shape, nets=nets,
+                                    txs=cycle_txs, pool_size=pool_size)
+  student = create_net_state(student_module, txs['s'],
+                             {'params': s_key, 'dropout': s_key}, src)
+  if adapt_module.out_channels:
+    _, feats = student_module.apply(variables_of(student), src)
+    maps = tuple(feats[n] for n in adapt_module.layers)
+    adapt = create_net_state(adapt_module, txs['adapt'], a_key, maps)
+  else:
+    adapt = NetState(params={}, opt_state=txs['adapt'].init({}))
+  return State(step=jnp.zeros((), jnp.int32), teacher=teacher,
+               student=student, adapt=adapt, mi=mi.init(m_key))
+
+
+def train_step(state: State, batch, key, frozen, *, cycle, teacher_module,
+               student_module, adapt_module, txs, w, mi, a_key: str,
+               b_key: str, tv_reduction: str):
+  """(Online: one CycleGAN teacher step, then) one student step."""
+  key = jax.random.fold_in(key, state.step)
+  t_key, s_key = jax.random.split(key)
+  src = batch[a_key]
+  metrics = {}
+  if cycle is not None:
+    nets, cycle_txs, cw = cycle
+    teacher, m_t, (t_img, t_feats) = cg.cycle_update(
+        state.teacher, src, batch[b_key], t_key, nets=nets, txs=cycle_txs,
+        w=cw)
+    metrics.update({f't/{k}': v for k, v in m_t.items()})
+  else:
+    teacher = state.teacher
+    t_img, t_feats = teacher_module.apply(frozen['teacher'], src, train=False)
+
+  def student_fwd(params, batch_stats, x, k):
+    return cg.net_apply(student_module, params, batch_stats, x, k, True)
+
+  student, adapt, mi_state, m_s = dc.student_update(
+      state.student, state.adapt, state.mi, src, [t_img], t_feats, t_img,
+      s_key, frozen, student_fwd=student_fwd, adapt_module=adapt_module,
+      tx_student=txs['s'], tx_adapt=txs['adapt'], w=w, mi=mi,
+      tv_reduction=tv_reduction)
+  metrics.update(m_s)
+  new = state.replace(step=state.step + 1, teacher=teacher, student=student,
+                      adapt=adapt, mi=mi_state)
+  return new, metrics
+
+
+def _student_fwd(state, batch, frozen, *, module, a_key):
+  del frozen
+  (img, _), _ = cg.net_apply(module, state.student.params,
+                             state.student.batch_stats, batch[a_key], None,
+                             train=False)
+  return img
+
+
+def _online_teacher_fwd(state, batch, frozen, *, module, a_key):
+  del frozen
+  (img, _), _ = cg.net_apply(module, state.teacher.g_a.params,
+                             state.teacher.g_a.batch_stats, batch[a_key], None,
+                             train=False)
+  return img
+
+
+def _frozen_teacher_fwd(state, batch, frozen, *, module, a_key):
+  del state
+  return module.apply(frozen['teacher'], batch[a_key], train=False)[0]
+
+
+def make(config, sample_batch) -> Method:
+  """Builds omgd/cyclegan from config.cyclegan/teacher/student/disc/loss/mi.
+
+  Online mode reads domains A and B (``config.cyclegan.domains``); the
+  pretrained mode only A. The evaluated and exported models are 'teacher'
+  (A -> B) and 'student'.
+  """
+  pretrained = config.teacher.pretrained
+  if pretrained not in PRETRAINED:
+    raise ValueError(f'config.teacher.pretrained={pretrained!r}; expected '
+                     f'one of {PRETRAINED}')
+  if config.mi.positive != 'teacher':
+    raise ValueError("config.mi.positive must be 'teacher' for CycleGAN "
+                     f"(unpaired data has no target), got "
+                     f"{config.mi.positive!r}")
+  online = not pretrained
+  a_key, b_key = cg.domain_keys(config, sample_batch, need_b=online)
+  a_shape = tuple(sample_batch[a_key].shape[1:])
+  frozen = {}
+  if online:
+    b_shape = tuple(sample_batch[b_key].shape[1:])
+    nets, cycle_txs, cw = cg.make_cycle(config, a_shape, b_shape,
+                                        config.teacher)
+    teacher = nets.g_a
+    cycle = (nets, cycle_txs, cw)
+  else:
+    teacher, frozen['teacher'] = _load_pretrained(pretrained)
+    b_shape = (*a_shape[:2], teacher.out_ch)
+    cycle = None
+  out_ch = b_shape[-1]
+  student = cg.make_generator(config.student, out_ch)
+
+  lc = config.loss
+  layers = tuple(lc.feature_layers)
+  x = jax.ShapeDtypeStruct((1, *a_shape), jnp.float32)
+  t_feats = jax.eval_shape(
+      lambda x: teacher.init_with_output(jax.random.key(0), x)[0][1], x)
+  missing = [n for n in layers if n not in t_feats]
+  if missing:
+    raise ValueError(f'config.loss.feature_layers: {missing} are not ResNet '
+                     f'generator feature maps; available: {sorted(t_feats)}')
+  adapt = dc.Adapters(out_channels=tuple(t_feats[n].shape[-1] for n in layers),
+                    layers=layers)
+  o, n = config.optim, config.total_steps
+  txs = {'s': make_adam(**o.s, total_steps=n),
+         'adapt': make_adam(**o.s, total_steps=n)}
+  mi = mi_lib.make_mi_from_config(config.mi, t_shape=b_shape,
+                                  s_shape=b_shape, total_steps=n)
+  w = dc.StudentWeights(ssim=lc.ssim, style=lc.style,
+                        perceptual=lc.perceptual, tv=lc.tv,
+                        feature=lc.feature, l1=lc.l1,
+                        feature_layers=layers,
+                        style_layers=tuple(lc.style_layers))
+  if dc.uses_vgg(w):
+    from gcjax.metrics import lpips
+    frozen['vgg'] = lpips.load_vgg16()
+
+  if online:
+    t_pred = partial(_online_teacher_fwd, module=teacher, a_key=a_key)
+    t_vars = lambda s, f: variables_of(s.teacher.g_a)
+  else:
+    t_pred = partial(_frozen_teacher_fwd, module=teacher, a_key=a_key)
+    t_vars = lambda s, f: f['teacher']
+
+  def cost(module, variables):
+    return CostModel(fwd=lambda v, x: module.apply(v, x, train=False)[0],
+                     variables=variables, input_shape=a_shape)
+
+  init = partial(create_state, a_shape=a_shape, b_shape=b_shape,
+                 cycle=None if cycle is None else cycle[:2],
+                 student_module=student, adapt_module=adapt, txs=txs, mi=mi,
+                 pool_size=config.cyclegan.pool_size)
+  step = partial(train_step, cycle=cycle, teacher_module=teacher,
+                 student_module=student, adapt_module=adapt, txs=txs, w=w,
+                 mi=mi, a_key=a_key, b_key=b_key,
+                 tv_reduction=lc.tv_reduction)
+  return Method(
+      init=init, train_step=step,
+      predict={'teacher': t_pred,
+               'student': partial(_student_fwd, module=student, a_key=a_key)},
+      sample_rows=(a_key, 'teacher', 'student'),
+      cost_models={'teacher': cost(teacher, t_vars),
+                   'student': cost(student,
+                                   lambda s, f: variables_of(s.student))},
+      target_key=b_key if online else None, reference='teacher',
+      frozen=frozen or None)
