@@ -6,16 +6,29 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl.testing import absltest
+from absl.testing import absltest, parameterized
 
 from gcjax.langevin import langevin
+
+
+class FastPRNGTestCase(parameterized.TestCase):
+  """Runs each test with the non-partitionable threefry.
+
+  NOTE: with jax 0.10's default partitionable threefry, XLA:CPU spends tens
+  of seconds compiling every random initializer here; the old lowering gives
+  other random bits but the same semantics, and is ~50x cheaper to compile.
+  """
+
+  def setUp(self):
+    super().setUp()
+    self.enter_context(jax.threefry_partitionable(False))
 
 
 def _quadratic(tau):
   return lambda x: jnp.sum(jnp.square(x), axis=-1) / (2.0 * tau**2)
 
 
-class LangevinTest(absltest.TestCase):
+class LangevinTest(FastPRNGTestCase):
 
   def test_quadratic_stationary_variance(self):
     # x <- x (1 - eta / tau^2) + sigma eps has stationary variance
