@@ -136,6 +136,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
 
   Resumes from the latest checkpoint in ``workdir/checkpoints`` if present.
   """
+  jax.config.update('jax_threefry_partitionable',
+                    bool(config.threefry_partitionable))
   is_main = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
   if is_main:
