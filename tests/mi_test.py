@@ -66,38 +66,33 @@ class LossTest(FastPRNGTestCase):
     params = net.init(jax.random.key(0), jnp.zeros((1, 2)))
     opt = tx.init(params)
 
-    def sample(key, n=256):
+    def sample(p, key, n=256):
       kp, ks, kl = jax.random.split(key, 3)
       pos = 1.0 + 0.1 * jax.random.normal(kp, (n, 2))
       start = 0.5 * jax.random.normal(ks, (n, 2))
-      neg, _ = langevin(lambda x: net.apply(params_ref[0], x), start, kl,
-                        n_steps=10, step_size=0.01, noise_std=0.005,
-                        clip=None)
+      neg, _ = langevin(lambda x: net.apply(p, x), start, kl, n_steps=10,
+                        step_size=0.01, noise_std=0.005, clip=None)
       return pos, start, neg
 
-    params_ref = [params]
-
     def gap(p, key):
-      params_ref[0] = p
-      pos, start, neg = sample(key)
-      return (jnp.mean(net.apply(p, neg)) - jnp.mean(net.apply(p, pos)),
-              jnp.mean(net.apply(p, start)) - jnp.mean(net.apply(p, pos)))
+      pos, start, neg = sample(p, key)
+      e_pos = jnp.mean(net.apply(p, pos))
+      return (jnp.mean(net.apply(p, neg)) - e_pos,
+              jnp.mean(net.apply(p, start)) - e_pos)
 
     def step(carry, i):
       p, o = carry
-      params_ref[0] = p
-      pos, _, neg = sample(jax.random.fold_in(jax.random.key(1), i))
+      pos, _, neg = sample(p, jax.random.fold_in(jax.random.key(1), i))
       loss_fn = lambda q: mi_lib.ebm_loss(net.apply(q, pos), net.apply(q, neg),
                                           0.1)
-      g = jax.grad(loss_fn)(p)
-      u, o = tx.update(g, o, p)
+      u, o = tx.update(jax.grad(loss_fn)(p), o, p)
       return (optax.apply_updates(p, u), o), None
 
     gap0, _ = jax.jit(gap)(params, jax.random.key(7))
     (params, _), _ = jax.jit(lambda c: jax.lax.scan(step, c, jnp.arange(300)))(
         (params, opt))
     gap1, start_gap = jax.jit(gap)(params, jax.random.key(7))
-    # Measured: gap -0.44 at init, 6.1 after training (seeded, CPU).
+    # Measured (this seed): gap 0.28 at init, 5.7 after 300 steps.
     self.assertGreater(float(gap1), float(gap0) + 2.0)
     self.assertGreater(float(gap1), 1.0)
     self.assertGreater(float(start_gap), 1.0)
