@@ -60,6 +60,9 @@ def langevin(energy_fn: Callable[[jax.Array], jax.Array],
     raise ValueError(f'langevin: n_steps must be an int >= 0, got {n_steps!r}')
   if x0.ndim < 1:
     raise ValueError(f'langevin: x0 needs a batch axis, got shape {x0.shape}')
+  if grad_clip is not None and not grad_clip > 0:
+    raise ValueError(f'langevin: grad_clip must be > 0 or None, got '
+                     f'{grad_clip!r}')
   if clip is not None and not clip[0] < clip[1]:
     raise ValueError(f'langevin: clip must be (lo, hi) with lo < hi, got '
                      f'{clip!r}')

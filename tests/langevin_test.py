@@ -97,6 +97,9 @@ class LangevinTest(FastPRNGTestCase):
     with self.assertRaisesRegex(ValueError, 'n_steps'):
       langevin(_quadratic(1.0), jnp.zeros((2, 2)), jax.random.key(0),
                n_steps=-1, step_size=1.0, noise_std=1.0)
+    with self.assertRaisesRegex(ValueError, 'grad_clip'):
+      langevin(_quadratic(1.0), jnp.zeros((2, 2)), jax.random.key(0),
+               n_steps=1, step_size=1.0, noise_std=1.0, grad_clip=0.0)
 
 
 if __name__ == '__main__':

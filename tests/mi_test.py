@@ -200,6 +200,11 @@ class MITest(FastPRNGTestCase):
     mi = mi_lib.make_mi_from_config(cfg, t_shape=SHAPE, s_shape=SHAPE,
                                     total_steps=10)
     self.assertEqual(mi.kind, 'vid')
+    # The shared config section (grad_clip 0 means off) builds every kind.
+    for kind in mi_lib.KINDS:
+      c = {**cfg, 'kind': kind, 'grad_clip': 0.0, 'clip': [-1.0, 1.0]}
+      self.assertEqual(mi_lib.make_mi_from_config(
+          c, t_shape=SHAPE, s_shape=SHAPE, total_steps=10).kind, kind)
     with self.assertRaisesRegex(ValueError, 'unknown keys'):
       mi_lib.make_mi_from_config({'kind': 'vem', 'n_step': 3}, t_shape=SHAPE,
                                  s_shape=SHAPE, total_steps=10)

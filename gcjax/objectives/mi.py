@@ -358,7 +358,8 @@ def make_mi(kind: str, *, t_shape: tuple[int, ...], s_shape: tuple[int, ...],
     n_steps, step_size, noise_std: Langevin K, eta, sigma.
     alpha: weight of the energy-magnitude regularizer in the EBM loss.
     clip: data range for the Langevin chain (None: no clipping).
-    grad_clip: per-example Langevin gradient-norm clip (None: off).
+    grad_clip: per-example Langevin gradient-norm clip (None or <= 0: off,
+      so a config can say 0).
     vid_hidden: width of VID's mean network.
     vid_init_var: VID's initial per-channel variance.
     crd_dim, crd_hidden: CRD embedding size and head width.
@@ -381,6 +382,8 @@ def make_mi(kind: str, *, t_shape: tuple[int, ...], s_shape: tuple[int, ...],
   if kind == 'vem':
     if clip is not None:
       clip = (float(clip[0]), float(clip[1]))
+    if grad_clip is not None and grad_clip <= 0:
+      grad_clip = None
     return _vem(lambda_mi, tx, t_shape, s_shape, ebm_ch=ebm_ch,
                 ebm_blocks=ebm_blocks, ebm_pool=ebm_pool,
                 ebm_spectral_norm=ebm_spectral_norm, n_steps=int(n_steps),
