@@ -64,7 +64,7 @@ def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
                'latency_iters': 10},
       'fid': {'type': 'fid', 'every_steps': 0, 'against': 'target',
               'stats_path': '', 'kid_subsets': 10, 'kid_subset_size': 500,
-              'batch_size': 32, 'limit': 1000, 'repeats': 1},
+              'batch_size': 32, 'limit': 200, 'repeats': 1},
       'lpips': {'type': 'lpips', 'every_steps': 0, 'net': 'alex'},
   })
   if preset == 'default':
