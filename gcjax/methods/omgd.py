@@ -191,7 +191,8 @@ def train_step(state: State, batch, key, frozen, *, nets: Nets, txs: Txs,
       for name, v in parts.items():
         total = total + getattr(w, name) * v
         m[f'{name}{k}' if len(t_imgs) > 1 else name] = v
-    tv = distill.total_variation(img)
+    # OMGD sums TV over the batch (weight 1e-5 is for that scale).
+    tv = distill.total_variation(img, reduction='sum')
     (adapted), upd = nets.adapt.apply(
         {'params': adapt_params, 'batch_stats': state.adapt.batch_stats},
         maps, train=True, mutable=['batch_stats'])

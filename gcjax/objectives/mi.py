@@ -48,8 +48,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gcjax import state as base
 from gcjax.langevin import langevin
-from gcjax.methods import base
 from gcjax.models.energy import EnergyNet
 
 PyTree = Any
