@@ -9,6 +9,10 @@ Flags:
     resumes from its latest checkpoint.
   --multihost: call ``jax.distributed.initialize()`` first (TPU pods,
     multi-GPU clusters; coordinator/env taken from the environment).
+  --coordinator_address, --num_processes, --process_id: passed to
+    ``jax.distributed.initialize()`` where the environment cannot tell them
+    (e.g. several CPU processes on one machine); any of them implies
+    --multihost.
 """
 
 import sys
@@ -21,6 +25,13 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string('workdir', None, 'Run directory.')
 _MULTIHOST = flags.DEFINE_bool(
     'multihost', False, 'Initialize jax.distributed before anything else.')
+_COORDINATOR = flags.DEFINE_string(
+    'coordinator_address', None,
+    'host:port of process 0 for jax.distributed (default: from the env).')
+_NUM_PROCESSES = flags.DEFINE_integer(
+    'num_processes', None, 'Number of processes (default: from the env).')
+_PROCESS_ID = flags.DEFINE_integer(
+    'process_id', None, 'This process, 0-based (default: from the env).')
 
 
 def main(argv):
@@ -29,8 +40,12 @@ def main(argv):
     # Orbax logs every file it writes at INFO; keep the console readable.
     logging.set_verbosity(logging.WARNING)
   import jax
-  if _MULTIHOST.value:
-    jax.distributed.initialize()
+  dist = {k: v for k, v in (('coordinator_address', _COORDINATOR.value),
+                             ('num_processes', _NUM_PROCESSES.value),
+                             ('process_id', _PROCESS_ID.value))
+          if v is not None}
+  if _MULTIHOST.value or dist:
+    jax.distributed.initialize(**dist)
   from gcjax import train
   config = _CONFIG.value
   workdir = _WORKDIR.value or train.default_workdir(
