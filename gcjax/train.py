@@ -63,6 +63,17 @@ def _first_nonfinite(history: list[dict[str, np.ndarray]], start: int):
   return None
 
 
+def _nan_at_step(config) -> int:
+  """``config.debug.nan_at_step`` (tests of the guard), -1 when unset/0.
+
+  At that (0-based) step the float inputs of the batch are multiplied by
+  NaN, as a stand-in for a blow-up; 0 or a missing ``debug`` section is off.
+  """
+  debug = config.get('debug')
+  step = int(debug.get('nan_at_step', 0)) if debug is not None else 0
+  return step if step > 0 else -1
+
+
 def default_workdir(config_path: str) -> str:
   name = os.path.splitext(os.path.basename(config_path.split(':')[0]))[0]
   return os.path.join('runs', name, time.strftime('%Y%m%d-%H%M%S'))
@@ -140,9 +151,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                     bool(config.threefry_partitionable))
   is_main = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
-  if is_main:
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2))
 
   mesh = sharding.create_mesh()
   sharding.check_global_batch(config.data.batch_size, mesh)
@@ -179,6 +187,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     state = jax.jit(method.init, out_shardings=state_sh)(init_key)
   start = int(jax.device_get(state.step))
   frozen = jax.device_put(method.frozen, rep)
+  # Written only once data, method and checkpoint have been accepted, so a
+  # run refused on bad input leaves an existing workdir as it was.
+  if is_main:
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2))
+  nan_at = _nan_at_step(config)
 
   step_fn = jax.jit(_guarded(method.train_step, config.guard.policy),
                     donate_argnums=(0,), out_shardings=(state_sh, rep))
@@ -240,6 +254,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     for step, host_batch in batcher.iterate(start):
       if step >= total:
         break
+      if step == nan_at:
+        host_batch = {k: v * np.float32(np.nan) if v.dtype.kind == 'f' else v
+                      for k, v in host_batch.items()}
       batch = pipeline.to_global(host_batch, mesh)
       state, metrics = step_fn(state, batch, loop_key, frozen)
       if first_step_s is None:
