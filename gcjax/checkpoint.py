@@ -7,6 +7,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
 
 class Checkpointer:
@@ -47,6 +48,9 @@ class Checkpointer:
       ValueError: the checkpoint does not fit the configured state (e.g. it
         was written by a run with another config); names the directory.
     """
+    where = f'{self.directory}/{step}'
+    _check_stored_shapes(os.path.join(self.directory, str(step), 'state'),
+                         abstract_state, where)
     target = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
         abstract_state, shardings)
@@ -66,6 +70,44 @@ class Checkpointer:
   def close(self) -> None:
     self._mgr.wait_until_finished()
     self._mgr.close()
+
+
+def _leaf_name(path) -> str:
+  """'gen.params.conv.kernel' for a key path (orbax's leaf names)."""
+  parts = []
+  for k in path:
+    for attr in ('name', 'key', 'idx'):
+      if hasattr(k, attr):
+        parts.append(str(getattr(k, attr)))
+        break
+  return '.'.join(parts)
+
+
+def _check_stored_shapes(item_dir: str, abstract, where: str) -> None:
+  """Names the first leaf whose stored shape differs from the config's.
+
+  Reads only the checkpoint's metadata; if that cannot be read, the
+  restore itself reports the problem.
+  """
+  try:
+    tree = ocp.PyTreeCheckpointHandler().metadata(epath.Path(item_dir)).tree
+    stored = {_leaf_name(p): tuple(m.shape) for p, m in
+              jax.tree_util.tree_flatten_with_path(tree)[0]}
+  except Exception:  # noqa: BLE001 - fall back to orbax's own errors.
+    return
+  wanted = {_leaf_name(p): tuple(a.shape) for p, a in
+            jax.tree_util.tree_flatten_with_path(abstract)[0]}
+  for name, shape in wanted.items():
+    if name not in stored:
+      raise ValueError(
+          f'Checkpoint {where} has no {name} (shape {shape}) that the '
+          'current config needs. Use a fresh --workdir for a different '
+          'config.')
+    if stored[name] != shape:
+      raise ValueError(
+          f'Checkpoint {where}: {name} has shape {stored[name]}, the '
+          f'current config expects {shape}. Use a fresh --workdir for a '
+          'different config.')
 
 
 def _check_shapes(restored, abstract, where: str) -> None:
