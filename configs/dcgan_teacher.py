@@ -11,8 +11,10 @@ The run's ``export/generator.npz`` is the teacher of ``configs/fashion_kd.py``
 
 Presets:
   default: d=32 (0.37M generator parameters), non-saturating GAN loss,
-    batch 64, 2000 steps: about 10 minutes on 2 CPU cores. Expect
-    recognisable garments; FID vs 1000 test images ~40-60, domain IS ~5-7.
+    batch 64, 2000 steps. One step measured 1.1 s on a 2-core CPU shared
+    at load ~9 (d=64: 6.6 s, hence d=32); not yet run end to end: the
+    estimate for 2 idle cores is ~10 minutes plus the FID evaluation
+    (1000 + 1000 Inception passes: several minutes on CPU).
   wgan: the paper's WGAN variant: WGAN-GP (lambda 10), 5 critic updates per
     generator update (so batch 5 x 64), layer-norm critic, Adam 1e-4
     (0.5, 0.9); about 4x slower per step than default.
