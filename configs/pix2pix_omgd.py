@@ -41,11 +41,13 @@ def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
   c.disc = ml_collections.ConfigDict({'ndf': 32, 'n_layers': 2,
                                       'norm': 'batch'})
   # OMGD's weights: hinge GAN + 100 L1 for teachers; student: 10 (1-SSIM) +
-  # 1e4 style + 10 perceptual + 1e-5 TV + 10 feature distillation.
+  # 1e4 style + 10 perceptual + 1e-5 TV + 10 feature distillation, plus
+  # 10 L1 to the teacher output (without it, and with the VGG terms off, a
+  # seed in three collapsed in our edges2fashion ablation).
   c.loss = ml_collections.ConfigDict({
       'adversarial': 'hinge', 'lambda_l1': 100.0, 'ssim': 10.0,
       'style': 1e4, 'perceptual': 10.0, 'tv': 1e-5, 'feature': 10.0,
-      'l1': 0.0, 'feature_layers': ('down1', 'down2', 'up2', 'up1'),
+      'l1': 10.0, 'feature_layers': ('down1', 'down2', 'up2', 'up1'),
       # OMGD uses relu1_2 .. relu4_3; at 32x32 the first two carry the
       # texture and cost a fraction (VGG runs only up to the deepest layer).
       'style_layers': ('relu1_2', 'relu2_2')})

@@ -7,7 +7,8 @@ student's test metrics) and a PNG bar chart.
 Usage:
   python experiments/mi_ablation.py --config=configs/pix2pix_omgd.py \\
       [--preset=default] [--kinds=none,vid,crd,vem] [--seeds=0,1,2] \\
-      [--set loss.style=0 --set total_steps=800 ...] [--out=experiments/results]
+      [--set loss.style=0 --set total_steps=800 ...] [--drop_evals=fid,lpips]
+      [--out=experiments/results]
 
 ``--set key=value`` overrides config fields for every run (values parsed as
 Python literals). Each run's workdir is kept under ``<out>/runs/``; a run
@@ -40,13 +41,16 @@ def _set(config, dotted: str, value) -> None:
   node[last] = value
 
 
-def build_config(path, preset, kind, seed, overrides):
+def build_config(path, preset, kind, seed, overrides, drop_evals=()):
   mod = config_base.sibling(os.path.splitext(os.path.basename(path))[0],
                             path)
   c = mod.build(kind, preset) if hasattr(mod, 'build') else mod.get_config(
       preset)
   c.mi.kind = kind
   c.seed = seed
+  for name in drop_evals:
+    if name in c.evals:
+      del c.evals[name]
   for kv in overrides:
     k, v = kv.split('=', 1)
     try:
@@ -129,6 +133,8 @@ def main():
   p.add_argument('--set', action='append', default=[], dest='overrides')
   p.add_argument('--out', default='experiments/results')
   p.add_argument('--name', default='')
+  p.add_argument('--drop_evals', default='',
+                 help='comma-separated evaluator names to skip (e.g. fid)')
   args = p.parse_args()
   name = args.name or os.path.splitext(os.path.basename(args.config))[0]
   rows = {}
@@ -139,8 +145,9 @@ def main():
       res_path = os.path.join(wd, 'results.json')
       if not os.path.exists(res_path):
         t = time.time()
+        drop = [d for d in args.drop_evals.split(',') if d]
         train.run(build_config(args.config, args.preset, kind, seed,
-                               args.overrides), wd)
+                               args.overrides, drop), wd)
         print(f'{kind} seed {seed}: {time.time() - t:.0f}s', flush=True)
       with open(res_path) as f:
         rows.setdefault(kind, []).append(json.load(f))
