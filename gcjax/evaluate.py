@@ -59,7 +59,9 @@ def _image_eval(method, stream):
     for name, out in preds.items():
       s = sums.setdefault(name, {})
       pairs = []
-      if method.target_key and method.target_key in batch:
+      # Unconditional samples have no per-row target: only agree_* applies.
+      if (method.target_key and method.target_key in batch and
+          not method.latent_dim):
         pairs.append(('', batch[method.target_key]))
       if ref and name != ref and ref in preds:
         pairs.append(('agree_', preds[ref]))
@@ -142,7 +144,9 @@ def _lpips_eval(method, stream, *, net='alex'):
 
 def _is_eval(method, stream, *, splits=10):
   from gcjax.metrics import classifier
-  logits_fn = classifier.load_or_train_fmnist_classifier()
+  from gcjax import assets
+  logits_fn = classifier.load_or_train_fmnist_classifier(
+      str(assets.cache_dir())).logits_fn
   outs: dict[str, list[np.ndarray]] = {}
   for _, preds in stream:
     for name, out in preds.items():

@@ -211,6 +211,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     pad = -n_show % n_dev
     b = {k: np.concatenate([v, np.repeat(v[:1], pad, 0)]) for k, v in
          show.items()}
+    if method.latent_dim:  # fixed latents: the grid tracks one z per row
+      b['z'] = np.asarray(jax.random.normal(
+          jax.random.key(config.seed), (n_show + pad, method.latent_dim)))
     gb = sharding.global_from_host(b, mesh)
     for name in method.sample_rows:
       if name in predict:
