@@ -149,7 +149,21 @@ def test_two_processes_match_one_process(tmp_path):
   step_m, p_multi = final_params(multi)
   step_s, p_single = final_params(single)
   assert step_m == step_s == n_steps
-  chex.assert_trees_all_close(p_multi, p_single, rtol=RTOL, atol=ATOL)
+  # Parameters and batch statistics agree elementwise; Adam moments of
+  # gradients (sums over the global batch, reduced in another order across
+  # processes) agree relative to each array's scale.
+  def params(tree):
+    return {jax.tree_util.keystr(k): v for k, v in
+            jax.tree_util.tree_flatten_with_path(tree)[0]
+            if 'opt_state' not in jax.tree_util.keystr(k)}
+  assert any("['teachers'][0]['params']" in k for k in params(p_multi))
+  chex.assert_trees_all_close(params(p_multi), params(p_single), rtol=RTOL,
+                              atol=ATOL)
+  for a, b in zip(jax.tree.leaves(p_multi), jax.tree.leaves(p_single)):
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape and a.dtype == b.dtype
+    if a.size:
+      assert np.max(np.abs(a - b)) <= RTOL * np.max(np.abs(b)) + ATOL
   exact = [t for t in loss_tags if all(
       got[t][s] == want[t][s] for s in want[t])]
   # Reported with -s; the figures in docs/multihost.md come from here.
