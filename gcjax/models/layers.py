@@ -13,6 +13,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 # pix2pix/DCGAN initialize conv weights from N(0, 0.02).
 CONV_INIT = nn.initializers.normal(stddev=0.02)
@@ -118,28 +119,113 @@ def conv(features: int, kernel: int, stride: int = 1, padding: int = 0,
                  kernel_init=CONV_INIT, name=name)
 
 
+def _phase_taps(k: int, s: int, lo: int, r: int) -> list[tuple[int, int]]:
+  """Kernel taps t (with input offsets d) that reach output phase r."""
+  taps = [(t, (r + t - lo) // s) for t in range(k) if (r + t - lo) % s == 0]
+  return sorted(taps, key=lambda td: td[1])
+
+
+def subpixel_conv_transpose(x: jax.Array, kernel: jax.Array, stride: int,
+                            lo: int, hi: int) -> jax.Array:
+  """A stride-s transposed conv computed as s*s small convs + interleave.
+
+  Equals ``lax.conv_general_dilated(x, kernel, (1, 1), ((lo, hi),) * 2,
+  lhs_dilation=(s, s))`` (NHWC/HWIO) up to float rounding, without the
+  zero-inserted input: output phase (rh, rw) is a stride-1 conv of ``x`` with
+  the taps of ``kernel`` that land on real pixels. It does the true MACs only,
+  and its gradient avoids XLA:CPU's very slow path for lhs-dilated convs
+  (measured 4-10x faster forward+backward on the U-Net's shapes).
+
+  Args:
+    x: [B, H, W, Cin].
+    kernel: [k, k, Cin, Cout] (Flax ``ConvTranspose`` layout, unflipped).
+    stride: s; the output side must be a multiple of s.
+    lo, hi: padding of the dilated input (see ``conv_transpose``).
+
+  Returns:
+    [B, (H - 1) * s + lo + hi - k + 2, ..., Cout].
+  """
+  b, h, w, _ = x.shape
+  k, s = kernel.shape[0], stride
+  h_out = (h - 1) * s + lo + hi - k + 2
+  w_out = (w - 1) * s + lo + hi - k + 2
+  mh, mw = h_out // s, w_out // s
+  rows = []
+  for rh in range(s):
+    th = _phase_taps(k, s, lo, rh)
+    cols = []
+    for rw in range(s):
+      tw = _phase_taps(k, s, lo, rw)
+      ah, aw = th[0][1], tw[0][1]
+      sub = kernel[np.array([t for t, _ in th])][:, np.array([t for t, _ in tw])]
+      plh, plw = max(0, -ah), max(0, -aw)
+      phh = max(0, ah + mh + len(th) - 1 - h)
+      phw = max(0, aw + mw + len(tw) - 1 - w)
+      xp = jnp.pad(x, ((0, 0), (plh, phh), (plw, phw), (0, 0)))
+      z = jax.lax.conv_general_dilated(
+          xp, sub, (1, 1), 'VALID',
+          dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+      oh, ow = ah + plh, aw + plw
+      cols.append(z[:, oh:oh + mh, ow:ow + mw])
+    rows.append(jnp.stack(cols, axis=3))        # [B, mh, mw, s, C]
+  y = jnp.stack(rows, axis=2)                   # [B, mh, s, mw, s, C]
+  return y.reshape(b, h_out, w_out, kernel.shape[-1])
+
+
+class ConvTranspose(nn.Module):
+  """PyTorch-semantics transposed conv; params as Flax ``nn.ConvTranspose``.
+
+  ``kernel`` [k, k, Cin, Cout] and ``bias`` [Cout] have the names, shapes and
+  initializers of ``nn.ConvTranspose``, so checkpoints and converters are
+  interchangeable. Strided cases whose output side divides by the stride use
+  :func:`subpixel_conv_transpose`; others the lhs-dilated conv.
+  """
+  features: int
+  kernel: int
+  stride: int
+  lo: int
+  hi: int
+  use_bias: bool = True
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k = self.kernel
+    w = self.param('kernel', CONV_INIT, (k, k, x.shape[-1], self.features))
+    s = self.stride
+    h_out = (x.shape[1] - 1) * s + self.lo + self.hi - k + 2
+    w_out = (x.shape[2] - 1) * s + self.lo + self.hi - k + 2
+    if s > 1 and h_out % s == 0 and w_out % s == 0:
+      y = subpixel_conv_transpose(x, w, s, self.lo, self.hi)
+    else:
+      y = jax.lax.conv_general_dilated(
+          x, w, (1, 1), ((self.lo, self.hi), (self.lo, self.hi)),
+          lhs_dilation=(s, s), dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    if self.use_bias:
+      y = y + self.param('bias', nn.initializers.zeros, (self.features,))
+    return y
+
+
 def conv_transpose(features: int, kernel: int, stride: int, padding: int,
                    output_padding: int = 0, use_bias: bool = True,
-                   name: str | None = None) -> nn.ConvTranspose:
+                   name: str | None = None) -> ConvTranspose:
   """PyTorch ``ConvTranspose2d(k, stride, padding, output_padding)``.
 
   Output size (H - 1) * stride - 2 * padding + kernel + output_padding.
   A transposed conv is a stride-1 conv over the input dilated by ``stride``
   (zeros between pixels), padded by ``kernel - 1 - padding`` before and
   ``kernel - 1 - padding + output_padding`` after, with the spatially
-  flipped kernel. Flax's ``ConvTranspose`` (``transpose_kernel=False``)
-  passes explicit padding straight to that dilated conv and does not flip,
-  so its HWIO kernel equals the PyTorch weight [in, out, kh, kw] transposed
-  to [kh, kw, in, out] and flipped in kh and kw (see ``convert.py``).
+  flipped kernel. Like Flax's ``ConvTranspose`` (``transpose_kernel=False``)
+  the HWIO kernel is not flipped here: it equals the PyTorch weight [in, out,
+  kh, kw] transposed to [kh, kw, in, out] and flipped in kh and kw (see
+  ``convert.py``).
   """
   lo = kernel - 1 - padding
   hi = kernel - 1 - padding + output_padding
   if lo < 0:
     raise ValueError(f'conv_transpose padding {padding} > kernel - 1 '
                      f'({kernel - 1}) is not supported')
-  return nn.ConvTranspose(features, (kernel, kernel), strides=(stride, stride),
-                          padding=((lo, hi), (lo, hi)), use_bias=use_bias,
-                          kernel_init=CONV_INIT, name=name)
+  return ConvTranspose(features, kernel, stride, lo, hi, use_bias=use_bias,
+                       name=name)
 
 
 def dropout(x: jax.Array, rate: float, train: bool) -> jax.Array:
