@@ -113,7 +113,11 @@ def count_macs(fn: Callable[..., Any], *args: Any) -> dict[str, int]:
     ``{'literature': int, 'true': int}``; see the module docstring. Batch
     size is included: pass a batch of one for per-image MACs.
   """
-  closed = jax.make_jaxpr(fn)(*args)
+  from gcjax.models import layers
+  # Transposed convs must appear as lhs-dilated convs for the literature
+  # convention (gcjax runs them as sub-pixel convs otherwise).
+  with layers.dilated_transposed_convs():
+    closed = jax.make_jaxpr(fn)(*args)
   lit, true = _jaxpr_macs(closed.jaxpr)
   return {'literature': int(lit), 'true': int(true)}
 

@@ -8,6 +8,8 @@ All tensors are NHWC.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from typing import Sequence
 
 import flax.linen as nn
@@ -119,6 +121,25 @@ def conv(features: int, kernel: int, stride: int = 1, padding: int = 0,
                  kernel_init=CONV_INIT, name=name)
 
 
+_DILATED = contextvars.ContextVar('gcjax_dilated_transpose', default=False)
+
+
+@contextlib.contextmanager
+def dilated_transposed_convs():
+  """Traces transposed convs as lhs-dilated convs (for MAC accounting).
+
+  Inside this context :class:`ConvTranspose` emits the zero-inserted
+  formulation, whose jaxpr lets ``metrics.cost.count_macs`` report both the
+  literature (per output element) and the true MAC count. Numerics are the
+  same; only speed differs.
+  """
+  token = _DILATED.set(True)
+  try:
+    yield
+  finally:
+    _DILATED.reset(token)
+
+
 def _phase_taps(k: int, s: int, lo: int, r: int) -> list[tuple[int, int]]:
   """Kernel taps t (with input offsets d) that reach output phase r."""
   taps = [(t, (r + t - lo) // s) for t in range(k) if (r + t - lo) % s == 0]
@@ -194,7 +215,7 @@ class ConvTranspose(nn.Module):
     s = self.stride
     h_out = (x.shape[1] - 1) * s + self.lo + self.hi - k + 2
     w_out = (x.shape[2] - 1) * s + self.lo + self.hi - k + 2
-    if s > 1 and h_out % s == 0 and w_out % s == 0:
+    if s > 1 and h_out % s == 0 and w_out % s == 0 and not _DILATED.get():
       y = subpixel_conv_transpose(x, w, s, self.lo, self.hi)
     else:
       y = jax.lax.conv_general_dilated(
