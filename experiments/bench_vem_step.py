@@ -49,6 +49,7 @@ def step_time(kind, args):
   c = mod.build(kind, 'default')
   c.data.args.resolution = args.res
   c.teacher.ngf, c.student.ngf = args.teacher_ngf, args.student_ngf
+  c.mi.ebm_pool, c.mi.ebm_ch = args.ebm_pool, args.ebm_ch
   if args.no_vgg:
     c.loss.style = c.loss.perceptual = 0.0
   mesh = sharding.create_mesh()
@@ -104,13 +105,17 @@ def main():
   p.add_argument('--fwd_res', type=int, default=256)
   p.add_argument('--kinds', default='none,vem,vid,crd')
   p.add_argument('--no_vgg', action='store_true')
+  p.add_argument('--ebm_pool', type=int, default=4)
+  p.add_argument('--ebm_ch', type=int, default=32)
   p.add_argument('--skip_fwd', action='store_true')
   args = p.parse_args()
   lines = [f'# VEM step overhead and forward throughput ({jax.default_backend()}'
            f', {jax.device_count()} device(s))', '',
            f'Step: {args.res}x{args.res}x1, batch {args.batch}, teacher ngf '
            f'{args.teacher_ngf}, student ngf {args.student_ngf}, VGG losses '
-           f'{"off" if args.no_vgg else "on"}; median of {args.steps} steps.',
+           f'{"off" if args.no_vgg else "on"}, energy net ch {args.ebm_ch} '
+           f'on {args.ebm_pool}x avg-pooled (t, s); median of {args.steps} '
+           'steps.',
            '', '| mi.kind | step (ms) | vs none | compile (s) |',
            '|---|---|---|---|']
   base = None

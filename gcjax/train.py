@@ -56,10 +56,13 @@ def _guarded(train_step, policy: str):
 
 
 def _first_nonfinite(history: list[dict[str, np.ndarray]], start: int):
+  """(step, name) of the first non-finite metric, losses named first."""
   for i, m in enumerate(history):
-    for k, v in m.items():
-      if k != 'guard/skipped' and not np.all(np.isfinite(v)):
-        return start + i, k
+    bad = [k for k, v in m.items()
+           if k != 'guard/skipped' and not np.all(np.isfinite(v))]
+    if bad:
+      bad.sort(key=lambda k: (not k.endswith('loss'), k))
+      return start + i, bad[0]
   return None
 
 
@@ -334,9 +337,7 @@ def _resolve_fid_stats(config, method, test_arrays, is_main: bool):
     limit = int(ev.get('limit', 0))
     path = stats_lib.default_path(config.data, config.data.test_split,
                                   method.target_key, limit)
-    if not os.path.exists(path):
-      if not is_main:
-        continue
+    if not os.path.exists(path) and is_main:
       print(f'gcjax: computing real-image FID statistics -> {path}',
             file=sys.stderr)
       images = test_arrays[method.target_key]
@@ -345,6 +346,12 @@ def _resolve_fid_stats(config, method, test_arrays, is_main: bool):
       from gcjax.metrics import fid
       os.makedirs(os.path.dirname(path), exist_ok=True)
       fid.save_stats(path, s)
+    if jax.process_count() > 1:
+      # Every process must run the same evaluation program.
+      from jax.experimental import multihost_utils
+      multihost_utils.sync_global_devices('gcjax_fid_stats')
+      if not os.path.exists(path):
+        continue   # not a shared file system: compare on the fly
     ev['stats_path'] = path
   return evals
 
