@@ -27,8 +27,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
 
 from gcjax import config_base, sharding  # noqa: E402
-from gcjax.metrics import cost  # noqa: E402
 from gcjax.methods import omgd  # noqa: E402
+from gcjax.metrics import cost  # noqa: E402
 from gcjax.models import unet  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -143,8 +143,8 @@ def _lpips_eval(method, stream, *, net='alex'):
 
 
 def _is_eval(method, stream, *, splits=10):
-  from gcjax.metrics import classifier
   from gcjax import assets
+  from gcjax.metrics import classifier
   logits_fn = classifier.load_or_train_fmnist_classifier(
       str(assets.cache_dir())).logits_fn
   outs: dict[str, list[np.ndarray]] = {}
