@@ -11,7 +11,7 @@ Run:
 
 Default: compress the pretrained vintagify teacher (11.4M params, 56.8G
 literature MACs at 256x256) into the 0.137M-param MobileResNet student on
-64x64 photo crops, about 10 minutes on 2 CPU cores; results.md lists MACs,
+32x32 photo crops, about 10 minutes on 2 CPU cores; results.md lists MACs,
 params, latency, agreement with the teacher (PSNR/SSIM/LPIPS) and FID/KID of
 student outputs against teacher outputs on held-out photos. Presets and all
 other settings: see cyclegan_omgd.py.
