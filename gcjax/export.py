@@ -28,17 +28,24 @@ def load_variables(path: str):
 def export(directory: str, method, state, frozen, config) -> list[str]:
   """Saves every cost-model network of ``method`` (e.g. the student).
 
-  Returns the written file names. Each network gets ``<name>.npz`` and the
+  Networks whose variables are all frozen inputs (a pretrained teacher) are
+  not written again. Returns the written file names. Each network gets
+  ``<name>.npz`` and the
   run's config goes next to them, so the generator can be rebuilt from the
   config's model section and loaded with :func:`load_variables`.
   """
   os.makedirs(directory, exist_ok=True)
   written = []
+  frozen_ids = {id(x) for x in jax.tree.leaves(frozen)}
   for name, cm in method.cost_models.items():
+    variables = cm.variables(state, frozen)
+    if frozen_ids and all(id(x) in frozen_ids
+                          for x in jax.tree.leaves(variables)):
+      continue   # a pretrained input (e.g. the teacher), not a result
     path = os.path.join(directory, f'{name}.npz')
-    save_variables(path, cm.variables(state, frozen))
+    save_variables(path, variables)
     written.append(path)
-  card = {'networks': sorted(method.cost_models),
+  card = {'networks': [os.path.basename(p)[:-len('.npz')] for p in written],
           'input_shape': {k: list(v.input_shape)
                           for k, v in method.cost_models.items()}}
   with open(os.path.join(directory, 'card.json'), 'w') as f:
