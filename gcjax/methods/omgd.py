@@ -7,7 +7,8 @@ Each step (OMGD, Ren et al. 2021, as VEM builds on it):
    ``lambda_l1`` * L1 to the target (gradients through the saved VJPs);
 3. the MI critic (``config.mi.kind``: none | vem | vid | crd) is updated on
    (t+, stop_gradient(student output)); for VEM this runs the Langevin chain;
-4. the student is updated from the teachers only (it never sees D):
+4. the student is updated from the teachers only (it never sees D;
+   ``distill_common.student_update``, shared with the CycleGAN task):
    sum over teachers of ssim * (1 - SSIM) + style * Gram-L1(VGG16) +
    perceptual * L1(VGG16 relu2_2) + tv * TV, plus ``feature`` * MSE of
    channel means between adapted student maps and the wide teacher's maps,
@@ -27,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from gcjax.methods import distill_common
 from gcjax.methods import pix2pix_nets as p2p
 from gcjax.methods.base import (
   CostModel,
@@ -38,7 +40,6 @@ from gcjax.methods.base import (
   make_adam,
   prefix,
 )
-from gcjax.objectives import distill
 from gcjax.objectives import mi as mi_lib
 
 
@@ -69,30 +70,11 @@ class Txs(NamedTuple):
 class LossWeights(NamedTuple):
   adversarial: str
   lambda_l1: float
-  ssim: float
-  style: float
-  perceptual: float
-  tv: float
-  feature: float
-  l1: float
-  feature_layers: tuple
-  style_layers: tuple
+  student: distill_common.StudentWeights
 
 
-class Adapters(flax.linen.Module):
-  """One ``distill.Adapter`` per distilled feature map ``layers``."""
-  out_channels: tuple
-  layers: tuple
-
-  @flax.linen.compact
-  def __call__(self, feats: tuple, train: bool = False):
-    return tuple(distill.Adapter(c, name=f'adapter{i}')(f, train=train)[0]
-                 for i, (c, f) in enumerate(zip(self.out_channels, feats)))
-
-
-def _vgg(frozen, x, layers):
-  from gcjax.metrics import lpips
-  return lpips.vgg16_features(frozen['vgg'], x, layers=layers)
+def _train_fwd(module, params, batch_stats, src, key):
+  return p2p.gen_apply(module, params, batch_stats, src, key, train=True)
 
 
 def create_state(key, shapes, *, nets: Nets, txs: Txs, mi) -> State:
@@ -119,7 +101,6 @@ def train_step(state: State, batch, key, frozen, *, nets: Nets, txs: Txs,
                w: LossWeights, mi, positive: str):
   key = jax.random.fold_in(key, state.step)
   t_keys = jax.random.split(jax.random.fold_in(key, 0), len(nets.teachers))
-  s_key, mi_key = jax.random.split(jax.random.fold_in(key, 1))
   src, tgt = batch['src'], batch['tgt']
   metrics = {}
 
@@ -154,64 +135,15 @@ def train_step(state: State, batch, key, frozen, *, nets: Nets, txs: Txs,
     teachers.append(apply_gradients(net, grads, txs.teachers[i],
                                     batch_stats=bs))
 
-  t_imgs = [jax.lax.stop_gradient(t) for t in t_out]
-  t_map = {k: jax.lax.stop_gradient(v) for k, v in t_feats[0].items()}
-
-  # 3. Student forward, MI critic update on the detached student output.
-  def s_fwd(params):
-    (img, feats), bs = p2p.gen_apply(nets.student, params,
-                                     state.student.batch_stats, src, s_key,
-                                     train=True)
-    return (img, tuple(feats[n] for n in w.feature_layers)), bs
-  (s_img, s_maps), s_vjp, s_bs = jax.vjp(s_fwd, state.student.params,
-                                         has_aux=True)
-  t_pos = tgt if positive == 'target' else t_imgs[0]
-  mi_state, mi_aux, m_mi = mi.update(state.mi, t_pos,
-                                     jax.lax.stop_gradient(s_img), mi_key)
-  metrics.update(m_mi)
-
-  # 4. Student loss as a function of its outputs (+ adapter params).
-  vgg_layers = tuple(dict.fromkeys((*w.style_layers, 'relu2_2')))
-  use_vgg = w.style > 0 or w.perceptual > 0
-  t_vgg = [_vgg(frozen, t, vgg_layers) for t in t_imgs] if use_vgg else None
-
-  def s_loss(img, maps, adapt_params):
-    m = {}
-    total = 0.0
-    s_vgg = _vgg(frozen, img, vgg_layers) if use_vgg else None
-    for k, t in enumerate(t_imgs):
-      parts = {'ssim': distill.ssim_loss(img, t),
-               'l1': jnp.mean(jnp.abs(img - t))}
-      if use_vgg:
-        parts['style'] = distill.style_loss(
-            [s_vgg[n] for n in w.style_layers],
-            [t_vgg[k][n] for n in w.style_layers])
-        parts['perceptual'] = distill.perceptual_loss(
-            [s_vgg['relu2_2']], [t_vgg[k]['relu2_2']])
-      for name, v in parts.items():
-        total = total + getattr(w, name) * v
-        m[f'{name}{k}' if len(t_imgs) > 1 else name] = v
-    # OMGD sums TV over the batch (weight 1e-5 is for that scale).
-    tv = distill.total_variation(img, reduction='sum')
-    (adapted), upd = nets.adapt.apply(
-        {'params': adapt_params, 'batch_stats': state.adapt.batch_stats},
-        maps, train=True, mutable=['batch_stats'])
-    feat = sum(distill.channel_mean_mse(a, t_map[n])
-               for a, n in zip(adapted, w.feature_layers))
-    mi_term, m_s = mi.student_loss(mi_state, t_pos, img, mi_aux)
-    total = total + w.tv * tv + w.feature * feat + mi_term
-    m.update(tv=tv, feature=feat, loss=total, **m_s)
-    return total, (m, upd['batch_stats'])
-
-  (loss, (m_s, a_bs)), (g_img, g_maps, g_adapt) = jax.value_and_grad(
-      s_loss, argnums=(0, 1, 2), has_aux=True)(s_img, s_maps,
-                                               state.adapt.params)
-  g_student, = s_vjp((g_img, g_maps))
-  m_s['grad_norm'] = global_norm(g_student)
-  metrics.update(prefix('s', m_s))
-  student = apply_gradients(state.student, g_student, txs.student,
-                            batch_stats=s_bs)
-  adapt = apply_gradients(state.adapt, g_adapt, txs.adapt, batch_stats=a_bs)
+  # 3-4. MI critic update, then the student from the teachers only.
+  t_pos = tgt if positive == 'target' else t_out[0]
+  student, adapt, mi_state, m_s = distill_common.student_update(
+      state.student, state.adapt, state.mi, src, t_out, t_feats[0], t_pos,
+      jax.random.fold_in(key, 1), frozen,
+      student_fwd=partial(_train_fwd, nets.student), adapt_module=nets.adapt,
+      tx_student=txs.student, tx_adapt=txs.adapt, w=w.student, mi=mi,
+      tv_reduction='sum')   # OMGD sums TV over the batch (weight 1e-5)
+  metrics.update(m_s)
   new = state.replace(step=state.step + 1, teachers=tuple(teachers),
                       disc=disc, student=student, adapt=adapt, mi=mi_state)
   return new, metrics
@@ -253,8 +185,8 @@ def make(config, sample_batch) -> Method:
   if missing:
     raise ValueError(f'config.loss.feature_layers: {missing} are not U-Net '
                      f'feature maps; available: {sorted(t_feats)}')
-  adapt = Adapters(out_channels=tuple(t_feats[n].shape[-1] for n in layers),
-                   layers=layers)
+  adapt = distill_common.Adapters(
+      out_channels=tuple(t_feats[n].shape[-1] for n in layers), layers=layers)
   nets = Nets(teachers=tuple(teachers),
               disc=p2p.make_patchgan(config.disc), student=student,
               adapt=adapt)
@@ -267,10 +199,12 @@ def make(config, sample_batch) -> Method:
                                   s_shape=shapes['tgt'],
                                   total_steps=n)
   lc = config.loss
-  w = LossWeights(adversarial=lc.adversarial, lambda_l1=lc.lambda_l1,
-                  ssim=lc.ssim, style=lc.style, perceptual=lc.perceptual,
-                  tv=lc.tv, feature=lc.feature, l1=lc.l1, feature_layers=layers,
-                  style_layers=tuple(lc.style_layers))
+  w = LossWeights(
+      adversarial=lc.adversarial, lambda_l1=lc.lambda_l1,
+      student=distill_common.StudentWeights(
+          ssim=lc.ssim, style=lc.style, perceptual=lc.perceptual, tv=lc.tv,
+          feature=lc.feature, l1=lc.l1, feature_layers=layers,
+          style_layers=tuple(lc.style_layers)))
   frozen = None
   if lc.style > 0 or lc.perceptual > 0:
     from gcjax.metrics import lpips
