@@ -52,11 +52,11 @@ def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
       # texture and cost a fraction (VGG runs only up to the deepest layer).
       'style_layers': ('relu1_2', 'relu2_2')})
   c.mi = config_base.mi(kind)
-  c.total_steps = 1500
+  c.total_steps = 1000
   c.optim = ml_collections.ConfigDict({
-      'g': config_base.adam(2e-4, decay='linear', decay_start=750),
-      'd': config_base.adam(2e-4, decay='linear', decay_start=750),
-      's': config_base.adam(2e-4, decay='linear', decay_start=750)})
+      'g': config_base.adam(2e-4, decay='linear', decay_start=500),
+      'd': config_base.adam(2e-4, decay='linear', decay_start=500),
+      's': config_base.adam(2e-4, decay='linear', decay_start=500)})
   c.log_every = 50
   c.ckpt_every = 500
   c.sample_every = 500

@@ -80,6 +80,7 @@ def _fid_eval(method, stream, *, against='target', stats_path='',
               kid_subsets=10, kid_subset_size=1000, batch_size=32):
   from gcjax.metrics import fid
   fn = fid.inception_fn(fid.load_inception_params())
+  batch_size = fid.device_multiple(batch_size)
   outs: dict[str, list[np.ndarray]] = {}
   reals: list[np.ndarray] = []
   for batch, preds in stream:

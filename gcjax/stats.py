@@ -58,6 +58,7 @@ def compute(images_u8: np.ndarray, batch_size: int = 32,
   from gcjax.data import pipeline
   from gcjax.metrics import fid
   fn = fid.inception_fn(fid.load_inception_params())
+  batch_size = fid.device_multiple(batch_size)
   stats = fid.FeatureStats(reservoir_size=reservoir)
   chunks = (pipeline.to_float(images_u8[i:i + batch_size])
             for i in range(0, len(images_u8), batch_size))

@@ -448,6 +448,12 @@ def inception_fn(variables: dict[str, Any],
   return fn
 
 
+def device_multiple(batch_size: int) -> int:
+  """``batch_size`` rounded up to a multiple of ``jax.device_count()``."""
+  n = jax.device_count()
+  return -(-max(1, batch_size) // n) * n
+
+
 def extract_features(fn: Callable[[Any], jax.Array],
                      image_iter: Iterable[Any],
                      batch_size: int) -> Iterator[np.ndarray]:
