@@ -81,25 +81,25 @@ def _fid_eval(method, stream, *, against='target', stats_path='',
   from gcjax.metrics import fid
   fn = fid.inception_fn(fid.load_inception_params())
   batch_size = fid.device_multiple(batch_size)
-  outs: dict[str, list[np.ndarray]] = {}
+  # Stream: only features are kept, never the images.
+  feats: dict[str, list[np.ndarray]] = {}
   reals: list[np.ndarray] = []
+
+  def features(x):
+    return np.concatenate(list(fid.extract_features(fn, [x], batch_size)))
+
   for batch, preds in stream:
     for name, out in preds.items():
-      outs.setdefault(name, []).append(out)
+      feats.setdefault(name, []).append(features(out))
     if against == 'target' and not stats_path:
-      reals.append(batch[method.target_key])
-
-  def features(chunks):
-    return np.concatenate(list(fid.extract_features(fn, chunks, batch_size))
-                          ).astype(np.float64)
-
-  feats = {k: features(v) for k, v in outs.items()}
+      reals.append(features(batch[method.target_key]))
+  feats = {k: np.concatenate(v).astype(np.float64) for k, v in feats.items()}
   real_feats = None
   if stats_path:
     saved = fid.load_stats(stats_path)
     mu_r, sig_r, real_feats = saved.mu, saved.sigma, saved.feats
   elif against == 'target':
-    real_feats = features(reals)
+    real_feats = np.concatenate(reals).astype(np.float64)
   elif against != 'reference':
     raise ValueError(f"evals fid: against={against!r}; expected 'target', "
                      "'reference' or a stats_path")
