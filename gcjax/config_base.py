@@ -76,7 +76,8 @@ def mi(kind: str) -> ml_collections.ConfigDict:
       'kind': kind, 'positive': 'target', 'lambda_mi': 0.2,
       'lr': 1e-4, 'b1': 0.0, 'b2': 0.999, 'decay': 'none',
       # The energy net sees (t, s) avg-pooled 4x (as the authors' tutorial
-      # code pools): K=10 Langevin passes stay within ~1.35x of the OMGD step.
+      # code pools). Even so the K=10 Langevin chain makes the default VEM
+      # step 1.96x the plain OMGD step on a 2-core CPU (bench_vem_step.py).
       'ebm_ch': 16, 'ebm_blocks': 4, 'ebm_pool': 4,
       'ebm_spectral_norm': True, 'n_steps': 10, 'step_size': 100.0,
       'noise_std': 0.005, 'alpha': 0.1, 'clip': (-1.0, 1.0),
