@@ -106,14 +106,15 @@ def main():
   p.add_argument('--kinds', default='none,vem,vid,crd')
   p.add_argument('--no_vgg', action='store_true')
   p.add_argument('--ebm_pool', type=int, default=4)
-  p.add_argument('--ebm_ch', type=int, default=32)
+  p.add_argument('--ebm_ch', type=int, default=16)
   p.add_argument('--skip_fwd', action='store_true')
   args = p.parse_args()
   lines = [f'# VEM step overhead and forward throughput ({jax.default_backend()}'
            f', {jax.device_count()} device(s))', '',
            f'Step: {args.res}x{args.res}x1, batch {args.batch}, teacher ngf '
            f'{args.teacher_ngf}, student ngf {args.student_ngf}, VGG losses '
-           f'{"off" if args.no_vgg else "on"}, energy net ch {args.ebm_ch} '
+           f'{"off" if args.no_vgg else "as in the default preset"}, energy '
+           f'net ch {args.ebm_ch} '
            f'on {args.ebm_pool}x avg-pooled (t, s); median of {args.steps} '
            'steps.',
            '', '| mi.kind | step (ms) | vs none | compile (s) |',

@@ -76,8 +76,8 @@ def mi(kind: str) -> ml_collections.ConfigDict:
       'kind': kind, 'positive': 'target', 'lambda_mi': 0.2,
       'lr': 1e-4, 'b1': 0.0, 'b2': 0.999, 'decay': 'none',
       # The energy net sees (t, s) avg-pooled 4x (as the authors' tutorial
-      # code pools). Even so the K=10 Langevin chain makes the default VEM
-      # step 1.96x the plain OMGD step on a 2-core CPU (bench_vem_step.py).
+      # code pools). With ch 16 the default VEM step measured 1.32x the plain
+      # OMGD step on a 2-core CPU (1.96x with ch 32; bench_vem_step.py).
       'ebm_ch': 16, 'ebm_blocks': 4, 'ebm_pool': 4,
       'ebm_spectral_norm': True, 'n_steps': 10, 'step_size': 100.0,
       'noise_std': 0.005, 'alpha': 0.1, 'clip': (-1.0, 1.0),
