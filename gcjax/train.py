@@ -7,7 +7,6 @@ through ``gcjax.methods.<name>.make(config, sample_batch) -> Method``.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import time
@@ -358,7 +357,3 @@ def _resolve_fid_stats(config, method, test_arrays, is_main: bool):
 
 def _title(config) -> str:
   return f'gcjax results: method={config.method}, data={config.data.name}'
-
-
-def steps_per_epoch(n_examples: int, batch: int) -> int:
-  return max(1, math.floor(n_examples / batch))
