@@ -17,9 +17,12 @@ Presets:
   default: compress the pretrained vintagify teacher (ResNet-9, ngf 64,
     affine instance norm, frozen) into a MobileResNet ngf 16 on 32x32 crops
     of the photos bundled with scikit-image/-learn; crops of two held-out
-    photos (chelsea, flower) for evaluation. About 10 minutes on 2 CPU
-    cores; expect the student to match the teacher's colour/tone shift
-    (agree_psnr in the mid 20s dB) but not its fine texture.
+    photos (chelsea, flower) for evaluation; 1200 steps at batch 4 with
+    SSIM + L1 + feature distillation (OMGD's VGG terms off at this size).
+    About 10 minutes on 2 CPU cores (measured 9 min 59 s with VEM); the
+    student gets the teacher's colour/tone shift but not its fine texture
+    (measured agree_psnr 17.5 dB, SSIM 0.52, LPIPS 0.10, FID vs teacher
+    outputs 195).
   smoke: the same at 16x16 with a tiny student; for tests.
   online: OMGD proper, offline: a MobileResNet teacher (ngf 32) trained
     online with the CycleGAN losses on unpaired edges -> shoes
@@ -147,7 +150,16 @@ def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
       o.decay_start = start
 
   if preset == 'default':
-    pass
+    # OMGD's VGG style/perceptual terms at 32x32 left the student with a
+    # checkerboard texture after the CPU budget (agree_psnr 12.7 dB at 300
+    # steps) and cost ~4x the step time; without them, L1 to the teacher
+    # output and 4x the steps in the same wall time do better. :paper keeps
+    # OMGD's weights.
+    c.loss.style = c.loss.perceptual = 0.0
+    c.loss.l1 = 10.0
+    c.total_steps = 1200
+    decay_at(600)
+    c.ckpt_every = 600
   elif preset in ('smoke', 'smoke_online'):
     c.student = generator('mobile', 4, n_blocks=2)
     c.loss.feature_layers = ('down1', 'block1')

@@ -30,6 +30,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 
 from gcjax import config_base, train  # noqa: E402
 
+# Panels of the bar chart, where the runs report them.
+PLOTTED = ('psnr', 'ssim', 'agree_psnr', 'agree_ssim', 'fid',
+           'fid_vs_reference', 'lpips', 'agree_lpips')
 HIGHER_IS_BETTER = {'psnr', 'ssim', 'agree_psnr', 'agree_ssim', 'domain_is'}
 
 
@@ -164,7 +167,7 @@ def main():
     f.write(md)
   with open(os.path.join(args.out, f'{name}_mi_ablation.json'), 'w') as f:
     json.dump(summary, f, indent=2)
-  plot(summary, ['psnr', 'ssim', 'agree_psnr', 'fid', 'lpips'],
+  plot(summary, PLOTTED,
        os.path.join(args.out, f'{name}_mi_ablation.png'))
   print(md)
 
