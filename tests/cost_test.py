@@ -90,8 +90,11 @@ class CostTest(parameterized.TestCase):
   @parameterized.named_parameters(
       # VEM paper Table 1 (torchprofile): 18.60G teacher, 1.22G student.
       # NOTE: the per-layer sum of unet_256 gives 18.14G for ngf 64 (2.5%
-      # under the published 18.60G) while it reproduces the student's 1.22G;
-      # the published teacher figure has an unexplained extra ~0.46G.
+      # under the published 18.60G) while it reproduces the student's 1.22G.
+      # torchprofile's handlers (convolution: output elements x in_channels
+      # x k*k, transposed too; batch_norm 0; leaky_relu 2M elements here)
+      # give the same 18.14G, and no rule that reproduces the student's
+      # 1.219G adds 0.46G to the teacher, so the teacher tolerance is 3%.
       ('teacher', 64, 18.60e9, 0.03, 6.05e9, 54.41e6),
       ('student', 16, 1.22e9, 0.02, 0.41e9, 3.40e6),
   )
