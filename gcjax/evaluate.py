@@ -76,6 +76,23 @@ def _image_eval(method, stream):
           for name, s in sums.items()}
 
 
+def kid_entry(feats: np.ndarray, real_feats: np.ndarray, n_subsets: int,
+              subset_size: int) -> dict[str, float]:
+  """``{'kid', 'kid_std'}`` with subsets capped at the smaller set.
+
+  When a subset holds every row of both sets all subsets are the same, so
+  one is computed and ``kid_std`` is left out (a spread of 0 would read as
+  a confidence it is not).
+  """
+  from gcjax.metrics import fid
+  size = min(subset_size, len(feats), len(real_feats))
+  everything = size == len(feats) == len(real_feats)
+  km, ks = fid.kid(feats, real_feats, n_subsets=1 if everything else
+                   n_subsets, subset_size=size)
+  return {'kid': float(km)} if everything else {'kid': float(km),
+                                                'kid_std': float(ks)}
+
+
 def _fid_eval(method, stream, *, against='target', stats_path='',
               kid_subsets=10, kid_subset_size=1000, batch_size=32):
   from gcjax.metrics import fid
@@ -115,9 +132,7 @@ def _fid_eval(method, stream, *, against='target', stats_path='',
     r = {'fid': float(fid.fid_from_stats(f.mean(0), np.cov(f, rowvar=False),
                                          mu_r, sig_r))}
     if real_feats is not None:
-      size = min(kid_subset_size, len(f), len(real_feats))
-      km, ks = fid.kid(f, real_feats, n_subsets=kid_subsets, subset_size=size)
-      r['kid'], r['kid_std'] = float(km), float(ks)
+      r.update(kid_entry(f, real_feats, kid_subsets, kid_subset_size))
     suffix = '' if against == 'target' else f'_vs_{against}'
     res[name] = {k + suffix: v for k, v in r.items()}
   return res

@@ -279,3 +279,16 @@ def test_load_stats_names_a_bad_file(tmp_path):
   np.savez(path, mu=np.zeros(3))
   with pytest.raises(ValueError, match=r'x\.npz.*missing'):
     fid.load_stats(path)
+
+
+def test_kid_entry_omits_the_spread_of_identical_subsets():
+  from gcjax import evaluate
+  rng = np.random.default_rng(0)
+  a, b = rng.normal(size=(40, 8)), rng.normal(0.5, 1, size=(40, 8))
+  whole = evaluate.kid_entry(a, b, n_subsets=10, subset_size=1000)
+  assert set(whole) == {'kid'}
+  np.testing.assert_allclose(whole['kid'], fid.kid(a, b, 1, 40)[0])
+  part = evaluate.kid_entry(a, b, n_subsets=10, subset_size=20)
+  assert set(part) == {'kid', 'kid_std'} and part['kid_std'] > 0
+  # Unequal sizes: subsets of the smaller set's size still differ.
+  assert 'kid_std' in evaluate.kid_entry(a, b[:30], 10, 1000)
