@@ -45,9 +45,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.ckpt_every = 500
   c.sample_every = 500
   c.evals = ml_collections.ConfigDict({
-      'image': {'type': 'image', 'every_steps': 0},
-      'cost': {'type': 'cost', 'every_steps': 0, 'latency_batch': 8,
-               'latency_iters': 10},
+      'image': config_base.image_eval(),
+      'cost': config_base.cost_eval(8, 10),
       'fid': {'type': 'fid', 'every_steps': 0, 'against': 'target',
               'stats_path': '', 'kid_subsets': 10, 'kid_subset_size': 500,
               'batch_size': 32, 'limit': 1000}})
@@ -70,7 +69,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.sample_every = 0
     c.eval_batch_size = 8
     c.evals = ml_collections.ConfigDict(
-        {'image': {'type': 'image', 'every_steps': 0}})
+        {'image': config_base.image_eval()})
   elif preset in ('paper', 'paper_summer2winter'):
     name = 'horse2zebra' if preset == 'paper' else 'summer2winter_yosemite'
     c.data = omgd.unpaired(name)

@@ -96,14 +96,13 @@ def disc(ndf=64, n_layers=3):
 
 
 def _evals(fid_target: bool, image: bool):
-  e = {'cost': {'type': 'cost', 'every_steps': 0, 'latency_batch': 8,
-                'latency_iters': 10},
+  e = {'cost': config_base.cost_eval(8, 10),
        'fid_ref': {'type': 'fid', 'every_steps': 0, 'against': 'reference',
                    'stats_path': '', 'kid_subsets': 10,
                    'kid_subset_size': 100, 'batch_size': 32, 'limit': 0},
        'lpips': {'type': 'lpips', 'every_steps': 0, 'net': 'alex'}}
   if image:
-    e['image'] = {'type': 'image', 'every_steps': 0}
+    e['image'] = config_base.image_eval()
   if fid_target:
     e['fid'] = {'type': 'fid', 'every_steps': 0, 'against': 'target',
                 'stats_path': '', 'kid_subsets': 10,
@@ -174,7 +173,7 @@ def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
     c.eval_batch_size = 8
     # Only the image evaluator: cost and FID would triple the compile time.
     c.evals = ml_collections.ConfigDict(
-        {'image': {'type': 'image', 'every_steps': 0}})
+        {'image': config_base.image_eval()})
     if preset == 'smoke':
       c.data = photos(resolution=16, batch_size=8, crops_per_image=2)
     else:

@@ -90,10 +90,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.evals = ml_collections.ConfigDict({
       'fid': {'type': 'fid', 'every_steps': 0, 'against': 'reference',
               'batch_size': 32, 'kid_subset_size': 128},
-      'image': {'type': 'image', 'every_steps': 0},
+      'image': config_base.image_eval(),
       'laplacian': {'type': 'laplacian', 'every_steps': 0},
-      'cost': {'type': 'cost', 'every_steps': 0, 'latency_batch': 64,
-               'latency_iters': 10},
+      'cost': config_base.cost_eval(64, 10),
   })
   if preset == 'default':
     pass
@@ -109,9 +108,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval_batch_size = 8
     config_base.smoke_mi(c.mi)
     c.evals = ml_collections.ConfigDict({
-        'image': {'type': 'image', 'every_steps': 0},
-        'cost': {'type': 'cost', 'every_steps': 0, 'latency_batch': 2,
-                 'latency_iters': 2}})
+        'image': config_base.image_eval(),
+        'cost': config_base.cost_eval(2, 2)})
   elif preset == 'paper':
     c.data = rows(limit=2048, batch_size=64)
     c.total_steps = 20_000

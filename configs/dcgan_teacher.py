@@ -62,8 +62,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'fid': {'type': 'fid', 'every_steps': 0, 'against': 'target',
               'batch_size': 50, 'limit': 1000, 'kid_subset_size': 500},
       'is': {'type': 'is', 'every_steps': 0, 'limit': 5000},
-      'cost': {'type': 'cost', 'every_steps': 0, 'latency_batch': 64,
-               'latency_iters': 10},
+      'cost': config_base.cost_eval(64, 10),
   })
   if preset == 'default':
     pass
@@ -82,8 +81,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.n_samples = 4
     c.eval_batch_size = 8
     c.evals = ml_collections.ConfigDict({
-        'cost': {'type': 'cost', 'every_steps': 0, 'latency_batch': 2,
-                 'latency_iters': 2}})
+        'cost': config_base.cost_eval(2, 2)})
   elif preset == 'paper':
     c.data = fashion(batch_size=5 * 64)
     c.generator.d = c.disc.d = 256

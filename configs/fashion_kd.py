@@ -50,8 +50,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'is': {'type': 'is', 'every_steps': 0, 'limit': 2000},
       'laplacian': {'type': 'laplacian', 'every_steps': 0, 'limit': 2000},
       'image': {'type': 'image', 'every_steps': 0, 'limit': 2000},
-      'cost': {'type': 'cost', 'every_steps': 0, 'latency_batch': 64,
-               'latency_iters': 10},
+      'cost': config_base.cost_eval(64, 10),
   })
   if preset == 'default':
     pass
@@ -67,9 +66,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval_batch_size = 8
     config_base.smoke_mi(c.mi)
     c.evals = ml_collections.ConfigDict({
-        'image': {'type': 'image', 'every_steps': 0},
-        'cost': {'type': 'cost', 'every_steps': 0, 'latency_batch': 2,
-                 'latency_iters': 2}})
+        'image': config_base.image_eval(),
+        'cost': config_base.cost_eval(2, 2)})
   else:
     raise ValueError(f'Unknown preset {preset!r}: use default, smoke')
   return c

@@ -40,9 +40,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.ckpt_every = 500
   c.sample_every = 500
   c.evals = ml_collections.ConfigDict({
-      'image': {'type': 'image', 'every_steps': 0},
-      'cost': {'type': 'cost', 'every_steps': 0, 'latency_batch': 16,
-               'latency_iters': 10},
+      'image': config_base.image_eval(),
+      'cost': config_base.cost_eval(16, 10),
   })
   if preset == 'default':
     pass

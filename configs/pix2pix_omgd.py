@@ -61,9 +61,8 @@ def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
   c.ckpt_every = 500
   c.sample_every = 500
   c.evals = ml_collections.ConfigDict({
-      'image': {'type': 'image', 'every_steps': 0},
-      'cost': {'type': 'cost', 'every_steps': 0, 'latency_batch': 16,
-               'latency_iters': 10},
+      'image': config_base.image_eval(),
+      'cost': config_base.cost_eval(16, 10),
       'fid': {'type': 'fid', 'every_steps': 0, 'against': 'target',
               'stats_path': '', 'kid_subsets': 10, 'kid_subset_size': 500,
               'batch_size': 32, 'limit': 200, 'repeats': 1},

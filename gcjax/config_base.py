@@ -41,6 +41,18 @@ def adam(lr=2e-4, b1=0.5, b2=0.999, decay='linear', decay_start=0):
        'decay_start': decay_start})
 
 
+def image_eval(every_steps: int = 0) -> dict:
+  """The ``image`` evaluator (L1/PSNR/SSIM, agreement with the teacher)."""
+  return {'type': 'image', 'every_steps': every_steps}
+
+
+def cost_eval(latency_batch: int, latency_iters: int = 10,
+              every_steps: int = 0) -> dict:
+  """The ``cost`` evaluator: params, MACs, latency at batch 1 and N."""
+  return {'type': 'cost', 'every_steps': every_steps,
+          'latency_batch': latency_batch, 'latency_iters': latency_iters}
+
+
 def edges2fashion(resolution=32, channels=1, batch_size=16, train_limit=0,
                   test_limit=0):
   """The embedded paired dataset (Fashion-MNIST shoes + Canny edges)."""
