@@ -20,11 +20,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config(policy: str, nan_at_step: int) -> ml_collections.ConfigDict:
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(
-      'pix2pix_gan', os.path.join(ROOT, 'configs', 'pix2pix_gan.py'))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
+  mod = config_base.sibling('pix2pix_gan',
+                            os.path.join(ROOT, 'configs', 'x.py'))
   c = mod.get_config('smoke')   # 4 steps, log and checkpoint every 2
   c.guard.policy = policy
   c.debug = ml_collections.ConfigDict({'nan_at_step': nan_at_step})

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from gcjax import config_base
 from gcjax import checkpoint as ckpt_lib
 from gcjax import methods as methods_lib
 from gcjax import sharding, train
@@ -29,11 +30,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config():
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(
-      'pix2pix_gan', os.path.join(ROOT, 'configs', 'pix2pix_gan.py'))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
+  mod = config_base.sibling('pix2pix_gan',
+                            os.path.join(ROOT, 'configs', 'x.py'))
   c = mod.get_config('smoke')
   c.lock()
   return c

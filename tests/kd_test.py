@@ -1,6 +1,5 @@
 """Method kd and gan flavour dcgan: sizes, losses, and smoke runs end to end."""
 
-import importlib.util
 import json
 import os
 
@@ -9,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gcjax import config_base
 from gcjax import train
 from gcjax.methods import gan_dcgan, kd
 from gcjax.methods.base import Method
@@ -19,10 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config(name, preset='smoke', **overrides):
-  spec = importlib.util.spec_from_file_location(
-      name, os.path.join(ROOT, 'configs', f'{name}.py'))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
+  mod = config_base.sibling(name, os.path.join(ROOT, 'configs', 'x.py'))
   c = mod.get_config(preset)
   for path, value in overrides.items():
     section, key = path.split('.')

@@ -19,6 +19,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from gcjax import config_base
 from gcjax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -87,11 +88,8 @@ def final_params(workdir: str):
 
 
 def _config():
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(
-      'pix2pix_vem', os.path.join(ROOT, 'configs', 'pix2pix_vem.py'))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
+  mod = config_base.sibling('pix2pix_vem',
+                            os.path.join(ROOT, 'configs', 'x.py'))
   c = mod.get_config('smoke')
   c.lock()
   return c

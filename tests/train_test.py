@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from ml_collections import config_flags  # noqa: F401
 
+from gcjax import config_base
 from gcjax import checkpoint as ckpt_lib
 from gcjax import sharding, train
 from gcjax.data import pipeline
@@ -20,11 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config(name='pix2pix_gan', preset='smoke'):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location(
-      name, os.path.join(ROOT, 'configs', f'{name}.py'))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
+  mod = config_base.sibling(name, os.path.join(ROOT, 'configs', 'x.py'))
   c = mod.get_config(preset)
   c.lock()
   return c
