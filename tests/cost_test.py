@@ -87,6 +87,17 @@ class CostTest(parameterized.TestCase):
                                                             jnp.float32))
     np.testing.assert_allclose(flops / 2, macs['true'], rtol=0.02)
 
+  def test_xla_flops_skip_padding_taps(self):
+    # Documented in cost.xla_flops and every results.md: on a 2x2 input a
+    # 4x4 stride-2 pad-1 conv touches real pixels with 4 of its 16 taps.
+    m = nn.Conv(16, (4, 4), strides=(2, 2), padding=((1, 1), (1, 1)),
+                use_bias=False)
+    macs, v = _macs_of(m, (1, 2, 2, 8))
+    flops = cost.xla_flops(m.apply, v, jax.ShapeDtypeStruct((1, 2, 2, 8),
+                                                            jnp.float32))
+    self.assertEqual(macs['true'], 16 * 8 * 16)
+    np.testing.assert_allclose(flops / 2, macs['true'] / 4, rtol=0.02)
+
   @parameterized.named_parameters(
       # VEM paper Table 1 (torchprofile): 18.60G teacher, 1.22G student.
       # NOTE: the per-layer sum of unet_256 gives 18.14G for ngf 64 (2.5%
