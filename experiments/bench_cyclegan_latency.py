@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gcjax.metrics import cost
-from gcjax.models import resnet
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+
+from gcjax.metrics import cost  # noqa: E402
+from gcjax.models import resnet  # noqa: E402
 
 
 def random_variables(module, x):

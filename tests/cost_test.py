@@ -87,6 +87,20 @@ class CostTest(parameterized.TestCase):
                                                             jnp.float32))
     np.testing.assert_allclose(flops / 2, macs['true'], rtol=0.02)
 
+  def test_counting_a_jitted_fn_leaves_its_fast_trace_alone(self):
+    from gcjax.models import layers
+    m = layers.DepthwiseConv(3)
+    x = jnp.ones((1, 6, 6, 4))
+    v = m.init(jax.random.key(0), x)
+    f = jax.jit(m.apply)
+    f(v, x)   # a trace of the fast form exists: counting must not reuse it
+    self.assertEqual(cost.count_macs(f, v, x)['true'], 4 * 4 * 4 * 9)
+    self.assertEqual(cost.count_macs(m.apply, v, x)['true'], 4 * 4 * 4 * 9)
+    # The call after counting runs the shift-and-add form, not the grouped
+    # conv the accounting context emits.
+    hlo = f.lower(v, x).as_text()
+    self.assertNotIn('feature_group_count', hlo)
+
   def test_xla_flops_skip_padding_taps(self):
     # Documented in cost.xla_flops and every results.md: on a 2x2 input a
     # 4x4 stride-2 pad-1 conv touches real pixels with 4 of its 16 taps.

@@ -41,3 +41,32 @@ def test_module_params_match_flax_conv_transpose():
           jax.random.key(0), x))
   assert (jax.tree.map(jnp.shape, ours) ==
           jax.tree.map(lambda a: a.shape, flax_ct))
+
+
+@pytest.mark.parametrize('k', [1, 3, 7])
+def test_depthwise_matches_grouped_conv_params_values_and_grads(k):
+  import flax.linen as nn
+  x = jax.random.normal(jax.random.key(1), (2, 9, 10, 6))
+  ours = layers.DepthwiseConv(k)
+  ref = nn.Conv(6, (k, k), padding='VALID', feature_group_count=6,
+                kernel_init=layers.CONV_INIT)
+  v = ours.init(jax.random.key(0), x)
+  v_ref = ref.init(jax.random.key(0), x)
+  # Same names, shapes and initial values: checkpoints carry over.
+  jax.tree.map(np.testing.assert_array_equal, v, v_ref)
+  v = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(
+      jax.random.key(2), a.shape), v)
+  np.testing.assert_allclose(ours.apply(v, x), ref.apply(v, x), atol=1e-5)
+  with layers.dilated_transposed_convs():  # the grouped-conv formulation
+    np.testing.assert_allclose(ours.apply(v, x), ref.apply(v, x), atol=1e-6)
+  g = jax.grad(lambda v, x: jnp.sum(jnp.sin(ours.apply(v, x))),
+               argnums=(0, 1))(v, x)
+  g_ref = jax.grad(lambda v, x: jnp.sum(jnp.sin(ref.apply(v, x))),
+                   argnums=(0, 1))(v, x)
+  for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_depthwise_rejects_inputs_smaller_than_the_kernel():
+  with pytest.raises(ValueError, match='smaller than the 3x3 kernel'):
+    layers.DepthwiseConv(3).init(jax.random.key(0), jnp.ones((1, 2, 5, 4)))

@@ -123,9 +123,15 @@ def count_macs(fn: Callable[..., Any], *args: Any) -> dict[str, int]:
   """
   from gcjax.models import layers
   # Transposed convs must appear as lhs-dilated convs for the literature
-  # convention (gcjax runs them as sub-pixel convs otherwise).
+  # convention (gcjax runs them as sub-pixel convs otherwise). JAX caches
+  # traces per Python callable and the context is not part of the key, so a
+  # jitted fn is unwrapped and traced through a fresh function object: the
+  # accounting formulation must neither reuse nor leave a cached trace that
+  # the caller's own calls of fn would run.
+  while hasattr(fn, 'lower') and hasattr(fn, '__wrapped__'):   # jax.jit
+    fn = fn.__wrapped__
   with layers.dilated_transposed_convs():
-    closed = jax.make_jaxpr(fn)(*args)
+    closed = jax.make_jaxpr(lambda *a: fn(*a))(*args)
   lit, true = _jaxpr_macs(closed.jaxpr)
   return {'literature': int(lit), 'true': int(true)}
 

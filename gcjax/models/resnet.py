@@ -44,7 +44,7 @@ class SeparableConv(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     c = x.shape[-1]
-    h = layers.conv(c, self.kernel, groups=c, name='dw')(x)
+    h = layers.DepthwiseConv(self.kernel, name='dw')(x)
     h = layers.InstanceNorm(name='norm')(h)
     return layers.conv(self.features, 1, name='pw')(h)
 
