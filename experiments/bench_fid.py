@@ -7,13 +7,18 @@ resize) after one warm-up call, and prints one line per device kind:
 """
 
 import argparse
+import os
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gcjax.metrics import fid
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+    __file__))))
+
+from gcjax.metrics import fid  # noqa: E402
 
 
 def main():
