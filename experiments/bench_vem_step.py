@@ -34,15 +34,6 @@ from gcjax.models import unet  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def _median_time(fn, n):
-  ts = []
-  for _ in range(n):
-    t = time.perf_counter()
-    jax.block_until_ready(fn())
-    ts.append(time.perf_counter() - t)
-  return float(np.median(ts))
-
-
 def step_time(kind, args):
   mod = config_base.sibling('pix2pix_omgd', os.path.join(HERE, '..',
                                                          'configs', 'x.py'))
@@ -73,7 +64,8 @@ def step_time(kind, args):
   def once():
     holder[0], mm = step(holder[0], batch, key, frozen)
     return mm
-  return _median_time(once, args.steps), compile_s
+  return cost.measure_latency(once, (), n_warmup=0,
+                              n_iters=args.steps)['median_s'], compile_s
 
 
 def fwd_throughput(ngf, res):
@@ -82,17 +74,8 @@ def fwd_throughput(ngf, res):
   v = m.init({'params': jax.random.key(0), 'dropout': jax.random.key(0)}, x)
   f = jax.jit(lambda v, x: m.apply(v, x)[0])
   macs = cost.count_macs(lambda v, x: m.apply(v, x)[0], v, x)['true']
-  jax.block_until_ready(f(v, x))
-  t = _median_time(lambda: f(v, x), 5)
+  t = cost.measure_latency(f, (v, x), n_warmup=1, n_iters=5)['median_s']
   return macs, t
-
-
-def matmul_rate():
-  a = jnp.ones((4096, 4096), jnp.float32)
-  f = jax.jit(lambda a: a @ a)
-  jax.block_until_ready(f(a))
-  t = _median_time(lambda: f(a), 5)
-  return 4096**3 / t
 
 
 def main():
@@ -126,7 +109,7 @@ def main():
     lines.append(f'| {kind} | {1e3 * t:.1f} | {t / base:.3f}x | {c:.1f} |')
     print(lines[-1], flush=True)
   if not args.skip_fwd:
-    rate = matmul_rate()
+    rate = cost.matmul_rate()
     lines += ['', f'f32 matmul (4096^2 jnp.dot): {rate / 1e9:.1f} GMAC/s', '',
               f'| U-Net @ {args.fwd_res}, batch 1 | true GMACs | ms | GMAC/s '
               '| % of matmul |', '|---|---|---|---|---|']

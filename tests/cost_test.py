@@ -132,6 +132,9 @@ class CostTest(parameterized.TestCase):
     np.testing.assert_allclose(cost.count_params(v['params']), params,
                                rtol=0.002)
 
+  def test_matmul_rate_is_a_positive_mac_rate(self):
+    self.assertGreater(cost.matmul_rate(n=64, n_iters=2), 0.0)
+
   def test_measure_latency(self):
     f = jax.jit(lambda x: jnp.tanh(x @ x))
     r = cost.measure_latency(f, (jnp.ones((8, 8)),), n_warmup=1, n_iters=5)

@@ -36,6 +36,7 @@ from typing import Any, Callable
 
 import jax
 import jax.extend.core as jex_core
+import jax.numpy as jnp
 import numpy as np
 
 
@@ -204,3 +205,16 @@ def measure_latency(fn: Callable[..., Any], args: tuple[Any, ...],
     times.append(time.perf_counter() - start)
   return {'median_s': float(statistics.median(times)),
           'p90_s': float(np.percentile(times, 90))}
+
+
+def matmul_rate(n: int = 4096, n_iters: int = 5) -> float:
+  """This device's f32 matmul rate in MAC/s: a jitted ``n x n`` product.
+
+  The yardstick the benchmarks compare convolution throughput against
+  (median of ``n_iters`` timed calls after one warm-up).
+  """
+  a = jnp.ones((n, n), jnp.float32)
+  lat = measure_latency(jax.jit(lambda a: a @ a), (a,), n_warmup=1,
+                        n_iters=n_iters)
+  return n ** 3 / lat['median_s']
+
