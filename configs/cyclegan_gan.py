@@ -45,9 +45,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.ckpt_every = 500
   c.sample_every = 500
   c.evals = ml_collections.ConfigDict({
-      'image': config_base.image_eval(),
+      'image': config_base.image_eval(('tgt',)),
       'cost': config_base.cost_eval(8, 10),
-      'fid': {'type': 'fid', 'every_steps': 0, 'against': 'target',
+      'fid': {'type': 'fid', 'every_steps': 0, 'pred': (), 'target': 'tgt',
               'stats_path': '', 'kid_subsets': 10, 'kid_subset_size': 500,
               'batch_size': 32, 'limit': 1000}})
 
@@ -69,7 +69,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.sample_every = 0
     c.eval_batch_size = 8
     c.evals = ml_collections.ConfigDict(
-        {'image': config_base.image_eval()})
+        {'image': config_base.image_eval(('tgt',))})
   elif preset in ('paper', 'paper_summer2winter'):
     name = 'horse2zebra' if preset == 'paper' else 'summer2winter_yosemite'
     c.data = omgd.unpaired(name)
@@ -85,6 +85,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval_batch_size = 8
     del c.evals['image']   # unpaired test sets: no per-image target.
     c.evals.fid.limit = 0
+    c.evals.fid.target = 'b'
     c.evals.cost.latency_batch = 4
   else:
     raise ValueError(f'Unknown preset {preset!r}: use default, smoke, paper, '

@@ -82,12 +82,13 @@ def cyclegan_section(domains=('a', 'b')):
       'lambda_b': 10.0, 'lambda_identity': 0.5, 'pool_size': 50})
 
 
-def generator(arch='resnet', ngf=64, n_blocks=9, pretrained=None):
-  g = {'arch': arch, 'ngf': ngf, 'n_blocks': n_blocks, 'norm': 'instance',
-       'dropout': 0.0}
-  if pretrained is not None:
-    g['pretrained'] = pretrained
-  return ml_collections.ConfigDict(g)
+def generator(arch='resnet', ngf=64, n_blocks=9, init=''):
+  """A ResNet generator section; ``init`` is a gcjax.teachers spec (a
+  frozen teacher for OMGD, e.g. 'pretrained:vintagify'; a warm start for a
+  student; '' = random init / an online teacher)."""
+  return ml_collections.ConfigDict(
+      {'arch': arch, 'ngf': ngf, 'n_blocks': n_blocks, 'norm': 'instance',
+       'dropout': 0.0, 'init': init})
 
 
 def disc(ndf=64, n_layers=3):
@@ -95,17 +96,21 @@ def disc(ndf=64, n_layers=3):
                                     'norm': 'instance'})
 
 
-def _evals(fid_target: bool, image: bool):
+def _evals(target: str, image: bool):
+  """Evaluators; ``target``: domain B's batch key ('' with a frozen
+  teacher: there is no B data, only agreement with the teacher)."""
+  data = (target,) if target else ()
   e = {'cost': config_base.cost_eval(8, 10),
-       'fid_ref': {'type': 'fid', 'every_steps': 0, 'against': 'reference',
-                   'stats_path': '', 'kid_subsets': 10,
+       'fid_ref': {'type': 'fid', 'every_steps': 0, 'pred': (),
+                   'target': 'teacher', 'stats_path': '', 'kid_subsets': 10,
                    'kid_subset_size': 100, 'batch_size': 32, 'limit': 0},
-       'lpips': {'type': 'lpips', 'every_steps': 0, 'net': 'alex'}}
+       'lpips': {'type': 'lpips', 'every_steps': 0, 'pred': (),
+                 'target': (*data, 'teacher'), 'net': 'alex', 'limit': 0}}
   if image:
-    e['image'] = config_base.image_eval()
-  if fid_target:
-    e['fid'] = {'type': 'fid', 'every_steps': 0, 'against': 'target',
-                'stats_path': '', 'kid_subsets': 10,
+    e['image'] = config_base.image_eval((*data, 'teacher'))
+  if target:
+    e['fid'] = {'type': 'fid', 'every_steps': 0, 'pred': (),
+                'target': target, 'stats_path': '', 'kid_subsets': 10,
                 'kid_subset_size': 100, 'batch_size': 32, 'limit': 0}
   return ml_collections.ConfigDict(e)
 
@@ -118,7 +123,7 @@ def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
   c.omgd = ml_collections.ConfigDict({'task': 'cyclegan'})
   c.data = photos(resolution=32, batch_size=4)
   c.cyclegan = cyclegan_section(domains=('src', ''))
-  c.teacher = generator('resnet', 64, pretrained='vintagify')
+  c.teacher = generator('resnet', 64, init='pretrained:vintagify')
   c.student = generator('mobile', 16)
   c.disc = disc()
   c.loss = ml_collections.ConfigDict({
@@ -141,7 +146,7 @@ def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
   c.ckpt_every = 300
   c.sample_every = 0
   c.eval_batch_size = 32
-  c.evals = _evals(fid_target=False, image=True)
+  c.evals = _evals('', image=True)
   c.evals.cost.latency_batch = 4
 
   def decay_at(start):
@@ -173,34 +178,35 @@ def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
     c.eval_batch_size = 8
     # Only the image evaluator: cost and FID would triple the compile time.
     c.evals = ml_collections.ConfigDict(
-        {'image': config_base.image_eval()})
+        {'image': config_base.image_eval(('teacher',))})
     if preset == 'smoke':
       c.data = photos(resolution=16, batch_size=8, crops_per_image=2)
     else:
       c.data = config_base.edges2fashion(resolution=16, batch_size=8,
                                          train_limit=32, test_limit=8)
       c.cyclegan.domains = ('src', 'tgt')
-      c.teacher = generator('mobile', 4, n_blocks=2, pretrained='')
+      c.evals.image.target = ('tgt', 'teacher')
+      c.teacher = generator('mobile', 4, n_blocks=2)
       c.disc = disc(ndf=4, n_layers=2)
       c.loss.feature_layers = ('down1', 'block1')
   elif preset == 'online':
     c.optim.s.lr = 2e-4
     c.data = config_base.edges2fashion(resolution=32, batch_size=8)
     c.cyclegan.domains = ('src', 'tgt')
-    c.teacher = generator('mobile', 32, pretrained='')
+    c.teacher = generator('mobile', 32)
     c.student = generator('mobile', 8)
     c.disc = disc(ndf=32, n_layers=2)
     c.loss.feature = 5e2
     c.total_steps = 1000
     decay_at(500)
-    c.evals = _evals(fid_target=True, image=True)
+    c.evals = _evals('tgt', image=True)
     c.evals.fid.limit = c.evals.fid_ref.limit = 1000
   elif preset in ('paper', 'paper_summer2winter'):
     name = 'horse2zebra' if preset == 'paper' else 'summer2winter_yosemite'
     c.optim.s.lr = 2e-4
     c.data = unpaired(name)
     c.cyclegan.domains = ('a', 'b')
-    c.teacher = generator('mobile', 64, pretrained='')
+    c.teacher = generator('mobile', 64)
     c.student = generator('mobile', 16)
     c.disc = disc(ndf=64, n_layers=3)
     c.loss.style_layers = VGG_LAYERS
@@ -213,7 +219,7 @@ def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
     c.ckpt_every = 5000
     c.sample_every = 5000
     c.eval_batch_size = 8
-    c.evals = _evals(fid_target=True, image=False)
+    c.evals = _evals('b', image=False)
     c.evals.cost.latency_batch = 4
   else:
     raise ValueError(f'Unknown preset {preset!r}: use default, smoke, '

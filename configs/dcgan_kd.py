@@ -9,9 +9,8 @@ with teacher samples on the same z (FID/KID vs the teacher, PSNR/SSIM
 agreement, sharpness), and with ``loss.kind='joint'`` or ``'scratch'`` the
 discriminator's "real" side is teacher samples (``loss.real='teacher'``).
 
-NOTE: the trainer always loads ``config.data``; here it is a small slice of
-Fashion-MNIST whose rows are never read by the step: the test rows only set
-how many latents the evaluators draw (``data.args.limit``).
+No dataset is loaded (``config.data.name=''``, a data-free run):
+``data.test_limit`` sets how many latents the evaluators draw.
 
 Run:
   python -m gcjax.main --config=configs/dcgan_kd.py               # d=16, MSE
@@ -40,27 +39,18 @@ import ml_collections
 from gcjax import config_base
 
 
-def rows(limit: int, batch_size: int) -> ml_collections.ConfigDict:
-  """Fashion-MNIST rows used only as a row counter (see the NOTE above)."""
-  return ml_collections.ConfigDict({
-      'name': 'fashion', 'train_split': 'train', 'test_split': 'test',
-      'batch_size': batch_size, 'seed': 0, 'flip': False, 'jitter': 0,
-      'args': {'resolution': 28, 'channels': 1, 'limit': limit},
-      'train_limit': 0, 'test_limit': 0})
-
-
 def kd_base() -> ml_collections.ConfigDict:
   """Every ``kd`` key with its default; the experiment files adjust it."""
   c = config_base.base()
   c.method = 'kd'
   c.teacher = ml_collections.ConfigDict({
-      # face | export | random.
-      'kind': 'face',
-      # kind='export': a gcjax run's export folder and the network's name.
-      'export_dir': '', 'export_name': 'generator',
-      # kind='random' only (tests): the architecture of the random teacher.
+      # A gcjax.teachers spec: 'pretrained:face_dcgan', 'run:<workdir>' (a
+      # dcgan_teacher.py run), or '' for a random DCGAN of the fields below
+      # (tests only).
+      'init': 'pretrained:face_dcgan',
       'd': 16, 'nz': 100, 'resolution': 32, 'channels': 1})
-  c.student = ml_collections.ConfigDict({'d': 16, 'norm': 'batch'})
+  c.student = ml_collections.ConfigDict({'d': 16, 'norm': 'batch',
+                                         'init': ''})
   c.disc = ml_collections.ConfigDict({'d': 32, 'norm': 'batch'})
   c.loss = ml_collections.ConfigDict({
       'kind': 'mse',            # mse | joint | scratch
@@ -81,17 +71,19 @@ def kd_base() -> ml_collections.ConfigDict:
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   preset = arg or 'default'
   c = kd_base()
-  c.data = rows(limit=256, batch_size=32)
+  c.data = config_base.no_data(batch_size=32, eval_rows=256)
   c.total_steps = 600
   c.log_every = 50
   c.ckpt_every = 300
   c.n_samples = 8
   c.eval_batch_size = 64
   c.evals = ml_collections.ConfigDict({
-      'fid': {'type': 'fid', 'every_steps': 0, 'against': 'reference',
+      'fid': {'type': 'fid', 'every_steps': 0, 'pred': (),
+              'target': 'teacher',
               'batch_size': 32, 'kid_subset_size': 128},
-      'image': config_base.image_eval(),
-      'laplacian': {'type': 'laplacian', 'every_steps': 0},
+      'image': config_base.image_eval(('teacher',)),
+      'laplacian': {'type': 'laplacian', 'every_steps': 0, 'pred': (),
+                    'target': (), 'limit': 0},
       'cost': config_base.cost_eval(64, 10),
   })
   if preset == 'default':
@@ -99,7 +91,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif preset == 'd8':
     c.student.d = 8
   elif preset == 'smoke':
-    c.data = rows(limit=16, batch_size=8)
+    c.data = config_base.no_data(batch_size=8, eval_rows=16)
     c.student.d = 4
     c.disc.d = 4
     c.total_steps = 3
@@ -108,10 +100,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.eval_batch_size = 8
     config_base.smoke_mi(c.mi)
     c.evals = ml_collections.ConfigDict({
-        'image': config_base.image_eval(),
+        'image': config_base.image_eval(('teacher',)),
         'cost': config_base.cost_eval(2, 2)})
   elif preset == 'paper':
-    c.data = rows(limit=2048, batch_size=64)
+    c.data = config_base.no_data(batch_size=64, eval_rows=2048)
     c.total_steps = 20_000
     c.ckpt_every = 2000
     c.sample_every = 2000

@@ -7,7 +7,7 @@ Run:
   python -m gcjax.main --config=configs/dcgan_teacher.py:paper
 
 The run's ``export/generator.npz`` is the teacher of ``configs/fashion_kd.py``
-(``--config.teacher.export_dir=<workdir>/export``).
+(``--config.teacher.init=run:<workdir>``).
 
 Presets:
   default: d=32 (0.37M generator parameters), non-saturating GAN loss,
@@ -59,9 +59,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.n_samples = 16
   c.eval_batch_size = 100
   c.evals = ml_collections.ConfigDict({
-      'fid': {'type': 'fid', 'every_steps': 0, 'against': 'target',
+      'fid': {'type': 'fid', 'every_steps': 0, 'pred': (), 'target': 'img',
               'batch_size': 50, 'limit': 1000, 'kid_subset_size': 500},
-      'is': {'type': 'is', 'every_steps': 0, 'limit': 5000},
+      'is': {'type': 'is', 'every_steps': 0, 'pred': (), 'limit': 5000},
       'cost': config_base.cost_eval(64, 10),
   })
   if preset == 'default':

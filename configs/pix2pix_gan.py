@@ -27,7 +27,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.gan = ml_collections.ConfigDict({'flavor': 'pix2pix'})
   c.data = config_base.edges2fashion(resolution=32, batch_size=16)
   c.generator = ml_collections.ConfigDict(
-      {'ngf': 32, 'norm': 'batch', 'dropout': 0.5, 'n_res': 0})
+      {'ngf': 32, 'norm': 'batch', 'dropout': 0.5, 'n_res': 0,
+       # A gcjax.teachers spec to warm-start from ('' = random init).
+       'init': ''})
   c.disc = ml_collections.ConfigDict({'ndf': 32, 'n_layers': 2,
                                       'norm': 'batch'})
   c.loss = ml_collections.ConfigDict({'adversarial': 'vanilla',
@@ -40,7 +42,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.ckpt_every = 500
   c.sample_every = 500
   c.evals = ml_collections.ConfigDict({
-      'image': config_base.image_eval(),
+      'image': config_base.image_eval(('tgt',)),
       'cost': config_base.cost_eval(16, 10),
   })
   if preset == 'default':

@@ -32,12 +32,15 @@ def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
   c.omgd = ml_collections.ConfigDict({'task': 'pix2pix'})
   c.data = config_base.edges2fashion(resolution=32, batch_size=16)
   c.teacher = ml_collections.ConfigDict(
-      {'ngf': 32, 'norm': 'batch', 'dropout': 0.5, 'n_res': 0})
+      {'ngf': 32, 'norm': 'batch', 'dropout': 0.5, 'n_res': 0,
+       # gcjax.teachers spec: warm-start the online teacher ('' = random).
+       'init': ''})
   c.teacher_deep = ml_collections.ConfigDict(
       {'enabled': False, 'ngf': 8, 'norm': 'batch', 'dropout': 0.5,
        'n_res': 2})
   c.student = ml_collections.ConfigDict(
-      {'ngf': 8, 'norm': 'batch', 'dropout': 0.0, 'n_res': 0})
+      {'ngf': 8, 'norm': 'batch', 'dropout': 0.0, 'n_res': 0,
+       'init': ''})   # gcjax.teachers spec: warm start ('' = random)
   c.disc = ml_collections.ConfigDict({'ndf': 32, 'n_layers': 2,
                                       'norm': 'batch'})
   # OMGD's weights: hinge GAN + 100 L1 for teachers; student: 10 (1-SSIM) +
@@ -61,12 +64,13 @@ def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
   c.ckpt_every = 500
   c.sample_every = 500
   c.evals = ml_collections.ConfigDict({
-      'image': config_base.image_eval(),
+      'image': config_base.image_eval(('tgt', 'teacher')),
       'cost': config_base.cost_eval(16, 10),
-      'fid': {'type': 'fid', 'every_steps': 0, 'against': 'target',
+      'fid': {'type': 'fid', 'every_steps': 0, 'pred': (), 'target': 'tgt',
               'stats_path': '', 'kid_subsets': 10, 'kid_subset_size': 500,
               'batch_size': 32, 'limit': 200, 'repeats': 1},
-      'lpips': {'type': 'lpips', 'every_steps': 0, 'net': 'alex'},
+      'lpips': {'type': 'lpips', 'every_steps': 0, 'pred': (),
+                'target': ('tgt', 'teacher'), 'net': 'alex', 'limit': 0},
   })
   if preset == 'default':
     # At 32x32 grayscale the VGG Gram style term (x1e4) swamps the rest and

@@ -41,16 +41,27 @@ def adam(lr=2e-4, b1=0.5, b2=0.999, decay='linear', decay_start=0):
        'decay_start': decay_start})
 
 
-def image_eval(every_steps: int = 0) -> dict:
-  """The ``image`` evaluator (L1/PSNR/SSIM, agreement with the teacher)."""
-  return {'type': 'image', 'every_steps': every_steps}
+def image_eval(target=('tgt',), every_steps: int = 0) -> dict:
+  """The ``image`` evaluator: L1/PSNR/SSIM of every predict against each
+  target (a batch key: the data; a predict name: ``agree_*``)."""
+  return {'type': 'image', 'every_steps': every_steps, 'pred': (),
+          'target': tuple(target), 'limit': 0}
 
 
 def cost_eval(latency_batch: int, latency_iters: int = 10,
               every_steps: int = 0) -> dict:
   """The ``cost`` evaluator: params, MACs, latency at batch 1 and N."""
-  return {'type': 'cost', 'every_steps': every_steps,
+  return {'type': 'cost', 'every_steps': every_steps, 'pred': (),
           'latency_batch': latency_batch, 'latency_iters': latency_iters}
+
+
+def no_data(batch_size: int, eval_rows: int) -> ml_collections.ConfigDict:
+  """No dataset (data-free methods): ``batch_size`` rows of inputs per step
+  are made by the method; evaluations run over ``eval_rows`` rows."""
+  return ml_collections.ConfigDict({
+      'name': '', 'train_split': '', 'test_split': '',
+      'batch_size': batch_size, 'seed': 0, 'flip': False, 'jitter': 0,
+      'args': {}, 'train_limit': 0, 'test_limit': eval_rows})
 
 
 def edges2fashion(resolution=32, channels=1, batch_size=16, train_limit=0,

@@ -1,4 +1,12 @@
-"""Serialize generators for deployment: flat ``.npz`` weights + a JSON card."""
+"""Write finished networks so another run (or a deployment) can rebuild them.
+
+``export(directory, networks, names, config)`` writes, per network,
+``<name>.npz`` (the variables, flat keys joined by '/') and one
+``card.json`` that says how to rebuild each module: its class (always from
+``gcjax.models``), the module's fields, its input shape and the config
+section it was built from; plus the run's ``config.json``.
+``gcjax.teachers`` reads these back (``run:<workdir>[:<net>]`` specs).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,8 @@ import jax
 import numpy as np
 from flax import traverse_util
 
+from gcjax.teachers import CARD, module_spec
+
 
 def save_variables(path: str, variables) -> None:
   """Writes a variable tree as a flat npz (keys joined by '/'), atomically."""
@@ -18,37 +28,24 @@ def save_variables(path: str, variables) -> None:
   os.replace(tmp, path)
 
 
-def load_variables(path: str):
-  """Inverse of :func:`save_variables`."""
-  with np.load(path) as f:
-    flat = {k: f[k] for k in f.files}
-  return traverse_util.unflatten_dict(flat, sep='/')
+def export(directory: str, networks: dict, names, config) -> list[str]:
+  """Writes the networks ``names`` of ``networks`` (name -> base.Network).
 
-
-def export(directory: str, method, state, frozen, config) -> list[str]:
-  """Saves every cost-model network of ``method`` (e.g. the student).
-
-  Networks whose variables are all frozen inputs (a pretrained teacher) are
-  not written again. Returns the written file names. Each network gets
-  ``<name>.npz`` and the
-  run's config goes next to them, so the generator can be rebuilt from the
-  config's model section and loaded with :func:`load_variables`.
+  Returns the written ``.npz`` paths. The card lists every exported
+  network with its class, fields, input shape and config section.
   """
   os.makedirs(directory, exist_ok=True)
-  written = []
-  frozen_ids = {id(x) for x in jax.tree.leaves(frozen)}
-  for name, cm in method.cost_models.items():
-    variables = cm.variables(state, frozen)
-    if frozen_ids and all(id(x) in frozen_ids
-                          for x in jax.tree.leaves(variables)):
-      continue   # a pretrained input (e.g. the teacher), not a result
+  written, card = [], {'networks': {}}
+  for name in names:
+    net = networks[name]
     path = os.path.join(directory, f'{name}.npz')
-    save_variables(path, variables)
+    save_variables(path, net.variables)
     written.append(path)
-  card = {'networks': [os.path.basename(p)[:-len('.npz')] for p in written],
-          'input_shape': {k: list(v.input_shape)
-                          for k, v in method.cost_models.items()}}
-  with open(os.path.join(directory, 'card.json'), 'w') as f:
+    card['networks'][name] = {
+        **module_spec(net.module), 'input_shape': list(net.input_shape),
+        'input_dtype': np.dtype(net.input_dtype).name,
+        'section': net.section, 'file': f'{name}.npz'}
+  with open(os.path.join(directory, CARD), 'w') as f:
     json.dump(card, f, indent=2)
   with open(os.path.join(directory, 'config.json'), 'w') as f:
     f.write(config.to_json_best_effort(indent=2))

@@ -31,6 +31,19 @@ def create_net_state(module, tx: optax.GradientTransformation,
                   batch_stats=variables.get('batch_stats'))
 
 
+def warm_start(net: NetState, tx: optax.GradientTransformation,
+               variables: PyTree | None) -> NetState:
+  """``net`` with ``variables`` (a loaded network) as its starting point.
+
+  The optimizer state starts fresh; ``None`` leaves ``net`` as it is.
+  """
+  if variables is None:
+    return net
+  params = variables['params']
+  return NetState(params=params, opt_state=tx.init(params),
+                  batch_stats=variables.get('batch_stats', net.batch_stats))
+
+
 def variables_of(net: NetState) -> dict[str, PyTree]:
   """The linen variable dict of a NetState (params + batch stats if any)."""
   v = {'params': net.params}
@@ -48,6 +61,58 @@ def apply_gradients(net: NetState, grads: PyTree,
   return net.replace(
       params=params, opt_state=opt_state,
       batch_stats=net.batch_stats if batch_stats is None else batch_stats)
+
+
+def apply_net(module, params: PyTree, batch_stats: PyTree, x, *,
+              train: bool, key: jax.Array | None = None):
+  """The one way to run a network that returns ``(output, features)``.
+
+  Args:
+    module: a linen module called as ``module(x, train=...)``.
+    params, batch_stats: its variables (``batch_stats`` None: no norm stats).
+    x: its input.
+    train: train mode (dropout on, batch statistics used and updated).
+    key: the dropout key in train mode (None: the module has no dropout).
+
+  Returns:
+    ``(module output, new batch_stats)``; in eval mode or without batch
+    statistics the latter is ``batch_stats`` unchanged.
+  """
+  v = {'params': params}
+  if batch_stats is not None:
+    v['batch_stats'] = batch_stats
+  if not train:
+    return module.apply(v, x, train=False), batch_stats
+  mutable = ['batch_stats'] if batch_stats is not None else []
+  rngs = {'dropout': key} if key is not None else {}
+  out, upd = module.apply(v, x, train=True, rngs=rngs, mutable=mutable)
+  return out, upd.get('batch_stats', batch_stats)
+
+
+def output_update(net: NetState, tx: optax.GradientTransformation, vjp,
+                  out, out_loss, *, batch_stats: PyTree = None):
+  """One update of a network from a loss on its output.
+
+  The GAN pattern: the network ran once (``out, vjp = jax.vjp(fwd, params)``)
+  and its output was used elsewhere (e.g. a discriminator update) before
+  the loss; the loss's gradient w.r.t. the output is pulled back through
+  the saved VJP, so the network runs forward once per step.
+
+  Args:
+    net: the network's state.
+    tx: its optimizer.
+    vjp: the pull-back of ``out`` w.r.t. ``net.params``.
+    out: the network's output (any pytree ``out_loss`` takes).
+    out_loss: ``fn(out) -> (scalar loss, metrics dict)``.
+    batch_stats: the batch statistics of the forward pass (None: keep).
+
+  Returns:
+    (new state, metrics + ``loss`` and ``grad_norm``).
+  """
+  (loss, m), d_out = jax.value_and_grad(out_loss, has_aux=True)(out)
+  grads, = vjp(d_out)
+  m = {**m, 'loss': loss, 'grad_norm': global_norm(grads)}
+  return apply_gradients(net, grads, tx, batch_stats=batch_stats), m
 
 
 def prefix(name: str, metrics: dict[str, jax.Array]) -> dict[str, jax.Array]:

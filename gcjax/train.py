@@ -1,7 +1,8 @@
 """The one orchestrator: mesh, state, jit, loop, logging, evals, checkpoints.
 
 This is the only module that does I/O and reads wall clocks. Methods plug in
-through ``gcjax.methods.<name>.make(config, sample_batch) -> Method``.
+through ``gcjax.methods.<name>.make(config, sample_batch) -> Method``,
+evaluators through ``gcjax.evaluators.<type>``.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ import tqdm
 
 from gcjax import checkpoint as ckpt_lib
 from gcjax import data as data_lib
-from gcjax import evaluate as eval_lib
+from gcjax import errors
+from gcjax import evaluators as eval_lib
 from gcjax import export as export_lib
 from gcjax import methods as methods_lib
 from gcjax import sharding
 from gcjax.data import pipeline
+from gcjax.evaluators import report
 
 
 class TrainingDiverged(RuntimeError):
@@ -89,10 +92,19 @@ def _to_uint8(x: np.ndarray) -> np.ndarray:
   return x
 
 
-def sample_grid(rows: dict[str, np.ndarray], order) -> np.ndarray:
-  """One row per example, one column per entry of ``order``: [H', W', 3]."""
+def sample_grid(rows: dict[str, np.ndarray], order,
+                min_cell: int = 128) -> np.ndarray:
+  """One row per example, one column per entry of ``order``: [H', W', 3].
+
+  Cells are enlarged by an integer factor (nearest neighbour) to at least
+  ``min_cell`` pixels, so 32x32 samples are not thumbnails.
+  """
   cols = [_to_uint8(rows[name]) for name in order]
   n, h, w = cols[0].shape[:3]
+  scale = max(1, -(-min_cell // min(h, w)))
+  if scale > 1:
+    cols = [np.repeat(np.repeat(c, scale, 1), scale, 2) for c in cols]
+    h, w = h * scale, w * scale
   pad = 2
   grid = np.full((n * (h + pad) + pad, len(cols) * (w + pad) + pad, 3), 255,
                  np.uint8)
@@ -144,6 +156,40 @@ def _load_split(config, split: str, limit: int) -> dict[str, np.ndarray]:
   return arrays
 
 
+def _load_data(config, mesh):
+  """(batcher or None, test arrays, global sample batch or None).
+
+  ``config.data.name == ''`` loads nothing (data-free methods): the test
+  "split" is a row counter of ``data.test_limit`` rows that the method's
+  ``eval_inputs`` turns into inputs.
+  """
+  d = config.data
+  if not d.name:
+    if d.test_limit <= 0:
+      raise errors.UserError('config.data.name is empty (no dataset): set '
+                             'config.data.test_limit to the number of '
+                             'evaluation rows')
+    return None, {'_row': np.arange(d.test_limit, dtype=np.int32)}, None
+  train_arrays = _load_split(config, d.train_split, d.train_limit)
+  test_arrays = _load_split(config, d.test_split, d.test_limit)
+  batcher = pipeline.Batcher(
+      train_arrays, d.batch_size, seed=d.seed,
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      flip=d.flip, jitter=d.jitter)
+  return batcher, test_arrays, pipeline.to_global(batcher.batch(0), mesh)
+
+
+def _batches(batcher, start: int):
+  """(step, host batch) from ``start`` on; empty batches without data."""
+  if batcher is not None:
+    yield from batcher.iterate(start)
+    return
+  step = start
+  while True:
+    yield step, {}
+    step += 1
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains, evaluates and exports according to ``config``; returns results.
 
@@ -157,17 +203,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   mesh = sharding.create_mesh()
   sharding.check_global_batch(config.data.batch_size, mesh)
 
-  train_arrays = _load_split(config, config.data.train_split,
-                             config.data.train_limit)
-  test_arrays = _load_split(config, config.data.test_split,
-                            config.data.test_limit)
-  batcher = pipeline.Batcher(
-      train_arrays, config.data.batch_size, seed=config.data.seed,
-      process_index=jax.process_index(), process_count=jax.process_count(),
-      flip=config.data.flip, jitter=config.data.jitter)
-  sample_batch = pipeline.to_global(batcher.batch(0), mesh)
-
+  batcher, test_arrays, sample_batch = _load_data(config, mesh)
   method = methods_lib.get(config.method).make(config, sample_batch)
+  if method.needs_data and batcher is None:
+    raise errors.UserError(f'method {config.method!r} with this config '
+                           'trains on data: set config.data.name')
+  row = {k: v[:1] for k, v in test_arrays.items()}
+  names = eval_lib.Names(
+      predict=tuple(method.predict),
+      batch=tuple(method.eval_inputs(row, jax.random.key(0))))
+  evaluators = eval_lib.build(_with_fid_stats(config, names.batch), names)
 
   root = jax.random.key(config.seed)
   init_key, loop_key = jax.random.split(root)
@@ -201,6 +246,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   predict = {k: jax.jit(fn, out_shardings=rep)
              for k, fn in method.predict.items()}
 
+  def context(state) -> eval_lib.Context:
+    return eval_lib.Context(
+        predict=predict, state=state, frozen=frozen, arrays=test_arrays,
+        mesh=mesh, batch_size=config.eval_batch_size,
+        eval_inputs=method.eval_inputs, finalize=method.finalize)
+
+  if any(ev.kind == 'fid' and ev.every_steps for ev in evaluators):
+    _cache_fid_stats(evaluators, config, test_arrays, is_main)
   writer = _Writer(workdir, is_main)
   # A fixed test batch for sample grids (same every time and on resume).
   n_show = min(config.n_samples, len(next(iter(test_arrays.values()))))
@@ -213,9 +266,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     pad = -n_show % n_dev
     b = {k: np.concatenate([v, np.repeat(v[:1], pad, 0)]) for k, v in
          show.items()}
-    if method.latent_dim:  # fixed latents: the grid tracks one z per row
-      b['z'] = np.asarray(jax.random.normal(
-          jax.random.key(config.seed), (n_show + pad, method.latent_dim)))
+    # Fixed evaluation inputs (e.g. latents): the grid tracks one per row.
+    b = {k: np.asarray(v) for k, v in
+         method.eval_inputs(b, jax.random.key(config.seed)).items()}
     gb = sharding.global_from_host(b, mesh)
     for name in method.sample_rows:
       if name in predict:
@@ -256,7 +309,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     bar.set_postfix({k: f'{mean[k]:.3g}' for k in shown}, refresh=False)
 
   try:
-    for step, host_batch in batcher.iterate(start):
+    for step, host_batch in _batches(batcher, start):
       if step >= total:
         break
       if step == nan_at:
@@ -287,21 +340,19 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
         return {'_run': {'stopped_at': done}}
       if config.sample_every and (done % config.sample_every == 0):
         write_samples(done, state)
-      for name, ev in config.evals.items():
-        if ev.every_steps and done % ev.every_steps == 0 and not is_last:
-          res = eval_lib.evaluate(
-              {name: ev}, method, state, frozen, predict, test_arrays, mesh,
-              config.eval_batch_size)
-          writer.scalars(done, eval_lib.flatten(res))
+      due = [ev for ev in evaluators if ev.every_steps and
+             done % ev.every_steps == 0 and not is_last]
+      if due:
+        writer.scalars(done, report.flatten(
+            eval_lib.evaluate(due, context(state))))
   finally:
     bar.close()
     ckpt.close()
 
   write_samples(total, state)
-  evals = _resolve_fid_stats(config, method, test_arrays, is_main)
-  results = eval_lib.evaluate(evals, method, state, frozen,
-                              predict, test_arrays, mesh,
-                              config.eval_batch_size)
+  _cache_fid_stats(evaluators, config, test_arrays, is_main)
+  ctx = context(state)
+  results = eval_lib.evaluate(evaluators, ctx)
   results['_run'] = {
       'steps': total, 'resumed_from': start,
       'first_step_s_after_start': first_step_s,
@@ -309,40 +360,53 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       'devices': jax.device_count(), 'platform': jax.default_backend(),
       'last_losses': last_log}
   if is_main:
-    writer.scalars(total, eval_lib.flatten(results))
+    writer.scalars(total, report.flatten(results))
     with open(os.path.join(workdir, 'results.json'), 'w') as f:
       json.dump(results, f, indent=2, default=float)
     with open(os.path.join(workdir, 'results.md'), 'w') as f:
-      f.write(eval_lib.to_markdown(results, title=_title(config)))
-    export_lib.export(os.path.join(workdir, 'export'), method, state,
-                      frozen, config)
+      f.write(report.to_markdown(results, title=_title(config)))
+    export_lib.export(os.path.join(workdir, 'export'), ctx.networks(),
+                      method.export, config)
   writer.close()
   return results
 
 
-def _resolve_fid_stats(config, method, test_arrays, is_main: bool):
-  """Points FID-vs-target evaluators at saved real-image statistics.
+def _with_fid_stats(config, batch_keys) -> dict:
+  """The evaluator sections, FID-vs-data ones pointed at cached statistics.
 
-  The statistics of the test targets are computed once per data config and
+  The statistics of the test images are computed once per data config and
   kept in the gcjax cache (``python -m gcjax.stats`` makes the same file),
   so later runs skip the real images' Inception pass.
   """
   from gcjax import stats as stats_lib
   evals = {k: dict(v) for k, v in config.evals.items()}
   for ev in evals.values():
-    if (ev['type'] != 'fid' or ev.get('against', 'target') != 'target'
-        or ev.get('stats_path') or not method.target_key):
+    target = ev.get('target')
+    if (ev.get('type') != 'fid' or ev.get('stats_path')
+        or not isinstance(target, str) or target not in batch_keys
+        or not config.data.name):
       continue
-    limit = int(ev.get('limit', 0))
-    path = stats_lib.default_path(config.data, config.data.test_split,
-                                  method.target_key, limit)
+    ev['stats_path'] = stats_lib.default_path(
+        config.data, config.data.test_split, target, int(ev.get('limit', 0)))
+  return evals
+
+
+def _cache_fid_stats(evaluators, config, test_arrays, is_main: bool) -> None:
+  """Writes the real-image statistics the FID evaluators read, if missing."""
+  for ev in evaluators:
+    fid_ev = ev.evaluator
+    if ev.kind != 'fid' or fid_ev.target not in test_arrays:
+      continue
+    path = fid_ev.stats_path
     if not os.path.exists(path) and is_main:
       print(f'gcjax: computing real-image FID statistics -> {path}',
             file=sys.stderr)
-      images = test_arrays[method.target_key]
-      s = stats_lib.compute(images[:limit] if limit > 0 else images,
-                            ev.get('batch_size', 32))
+      from gcjax import stats as stats_lib
       from gcjax.metrics import fid
+      images = test_arrays[fid_ev.target]
+      s = stats_lib.compute(
+          images[:fid_ev.limit] if fid_ev.limit > 0 else images,
+          fid_ev.batch_size)
       os.makedirs(os.path.dirname(path), exist_ok=True)
       fid.save_stats(path, s)
     if jax.process_count() > 1:
@@ -350,9 +414,7 @@ def _resolve_fid_stats(config, method, test_arrays, is_main: bool):
       from jax.experimental import multihost_utils
       multihost_utils.sync_global_devices('gcjax_fid_stats')
       if not os.path.exists(path):
-        continue   # not a shared file system: compare on the fly
-    ev['stats_path'] = path
-  return evals
+        fid_ev.stats_path = ''   # not a shared file system: on the fly
 
 
 def _title(config) -> str:

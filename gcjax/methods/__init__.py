@@ -1,17 +1,44 @@
-"""Method plug-ins: ``get(name)`` imports ``gcjax.methods.<name>``."""
+"""Method plug-ins: ``get(name)`` imports ``gcjax.methods.<name>``.
+
+Each plug-in exposes ``make(config, sample_batch) -> base.Method``. A method
+with several recipes (``gan``: pix2pix | dcgan | cyclegan; ``omgd``:
+pix2pix | cyclegan) is a package whose ``make`` calls :func:`dispatch`.
+Shared building blocks live in ``gcjax.recipes``, not here.
+"""
 
 import importlib
+import pkgutil
 
-METHODS = ('gan', 'omgd', 'cyclegan', 'kd', 'prune', 'kdit')
+from gcjax import errors
+
+
+def available() -> tuple[str, ...]:
+  """The method plug-ins that exist (module or package names)."""
+  return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__)
+                      if m.name != 'base'))
 
 
 def get(name: str):
   """Returns the method module ``gcjax.methods.<name>`` (has ``make``)."""
-  try:
-    return importlib.import_module(f'gcjax.methods.{name}')
-  except ModuleNotFoundError as e:
-    if e.name == f'gcjax.methods.{name}':
-      raise ValueError(
-          f'config.method={name!r} is not an available method; '
-          f'known: {", ".join(METHODS)}') from e
-    raise
+  if name not in available():
+    raise errors.UserError(f'config.method={name!r} is not an available '
+                           f'method; known: {", ".join(available())}')
+  return importlib.import_module(f'gcjax.methods.{name}')
+
+
+def dispatch(package: str, key: str, value: str, config, sample_batch):
+  """``make`` of the flavour module ``<package>.<value>``.
+
+  Args:
+    package: the method package (``__name__`` of its ``__init__``).
+    key: the config key that picks the flavour (for the error message).
+    value: its value.
+    config, sample_batch: passed to the flavour's ``make``.
+  """
+  path = importlib.import_module(package).__path__
+  known = sorted(m.name for m in pkgutil.iter_modules(path))
+  if value not in known:
+    raise errors.UserError(f'config.{key}={value!r}; expected one of '
+                           f'{", ".join(known)}')
+  return importlib.import_module(f'{package}.{value}').make(config,
+                                                            sample_batch)

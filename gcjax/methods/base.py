@@ -1,8 +1,9 @@
-"""The surface every method shares: network states, sub-updates, the plug-in record.
+"""The plug-in record every method returns, and the network record.
 
-A method module (``gcjax.methods.<name>``) exposes ``make(config, sample_batch)
--> Method``. The trainer only ever talks to the ``Method`` record, so adding a
-method never edits ``train.py``.
+A method module (``gcjax.methods.<name>``) exposes ``make(config,
+sample_batch) -> Method``. The trainer only ever talks to the ``Method``
+record, so adding a method never edits ``train.py``; see
+``docs/adding_a_method.md`` for the contract and a worked example.
 """
 
 from __future__ import annotations
@@ -15,28 +16,43 @@ import jax.numpy as jnp
 from gcjax.state import (  # noqa: F401  (re-exported for methods)
   NetState,
   apply_gradients,
+  apply_net,
   create_net_state,
   global_norm,
   make_adam,
+  output_update,
   prefix,
   variables_of,
+  warm_start,
 )
 
 PyTree = Any
+Batch = dict[str, Any]
 
 
-class CostModel(NamedTuple):
-  """A network whose cost (params, MACs, latency) goes into results tables.
+class Network(NamedTuple):
+  """A finished network: what is costed, exported and rebuilt later.
 
-  ``fwd(variables, x)`` maps an input batch to an output batch;
-  ``variables(state, frozen)`` extracts the variables it needs from the train
-  state or the frozen arrays;
-  ``input_shape`` is the per-example input shape (no batch axis).
+  ``module.apply(variables, x, train=False)`` returns ``(output,
+  features)``; ``input_shape`` is the per-example input shape (no batch
+  axis). ``section`` names the config section the module was built from
+  (bookkeeping in exports; '' when it has none).
   """
-  fwd: Callable[[PyTree, jax.Array], jax.Array]
-  variables: Callable[[PyTree], PyTree]
+  module: Any
+  variables: PyTree
   input_shape: tuple[int, ...]
   input_dtype: Any = jnp.float32
+  section: str = ''
+
+  def fwd(self, variables, x):
+    """The network's output (features dropped), eval mode."""
+    return self.module.apply(variables, x, train=False)[0]
+
+
+def no_eval_inputs(batch: Batch, key: jax.Array) -> Batch:
+  """``eval_inputs`` of methods whose networks read only the data."""
+  del key
+  return batch
 
 
 class Method(NamedTuple):
@@ -50,24 +66,34 @@ class Method(NamedTuple):
       the step folds in ``state.step`` itself. Metrics are scalars.
     predict: name -> ``fn(state, batch, frozen) -> [B, H, W, C] float32 in
       [-1, 1]`` (e.g. ``'teacher'``, ``'student'``); what evaluators and
-      grids use.
+      sample grids read. A predict fn sees the evaluation batch after
+      ``eval_inputs``.
+    finalize: ``finalize(state, frozen) -> {name: Network}``: the finished
+      networks (generators, discriminators, encoders; frozen teachers too)
+      for the cost table, exports and later runs. Runs on the host once
+      training is done: this is where a pruned network is materialized
+      into a smaller dense one.
+    export: names in ``finalize``'s dict that the run writes to
+      ``export/`` (trained networks; not frozen pretrained inputs).
     sample_rows: names of batch entries and predict fns, in the order the
       sample grid shows them (e.g. ``('src', 'teacher', 'student', 'tgt')``).
-    cost_models: name -> CostModel for the results table.
-    target_key: batch entry that holds ground truth images (or None).
-    reference: predict name that students are compared against (or None).
-    latent_dim: if set, evaluation batches get ``z`` [B, latent_dim] normal
-      latents (unconditional generators).
+    eval_inputs: ``fn(batch, key) -> batch``: adds what the predict fns
+      need besides the data (latents ``z``, teacher-made inputs) to an
+      evaluation or sample-grid batch; ``key`` is fixed per batch, so every
+      evaluation sees the same inputs.
+    needs_data: False for a data-free method: the trainer then loads no
+      dataset; the train step gets an empty batch (``{}``) and evaluations
+      a row counter (``'_row'``) that ``eval_inputs`` turns into inputs.
     frozen: arrays that are inputs but never trained or checkpointed (a
       pretrained teacher, the VGG16 trunk of perceptual losses). The trainer
       places them on the devices once and passes them to every function.
   """
   init: Callable[[jax.Array], PyTree]
   train_step: Callable[..., tuple[PyTree, dict[str, jax.Array]]]
-  predict: dict[str, Callable[[PyTree, dict[str, jax.Array]], jax.Array]]
+  predict: dict[str, Callable[[PyTree, Batch, PyTree], jax.Array]]
+  finalize: Callable[[PyTree, PyTree], dict[str, Network]]
+  export: tuple[str, ...]
   sample_rows: tuple[str, ...]
-  cost_models: dict[str, CostModel]
-  target_key: str | None = 'tgt'
-  reference: str | None = None
-  latent_dim: int | None = None
+  eval_inputs: Callable[[Batch, jax.Array], Batch] = no_eval_inputs
+  needs_data: bool = True
   frozen: PyTree = None

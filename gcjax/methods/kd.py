@@ -15,20 +15,23 @@ every step to reproduce the frozen teacher's output on the same z.
 The discriminator's real images come from ``config.loss.real``: ``'data'``
 (``batch['img']``, e.g. Fashion-MNIST; also the evaluators' target) or
 ``'teacher'`` (teacher samples on latents independent of the student's, so
-no real data is needed: the pretrained face teacher's setting). Adversarial
-recipes (NS-GAN, WGAN-GP with ``n_critic``) are those of ``gan_dcgan``.
+no real data is needed: the pretrained face teacher's setting, a
+data-free method: ``needs_data`` is False and no dataset is loaded).
+Adversarial recipes (NS-GAN, WGAN-GP with ``n_critic``) are those of the
+``gan`` method's dcgan flavour.
 
-The teacher (``config.teacher.kind``) is frozen, passed through
-``Method.frozen`` and never checkpointed: ``'face'`` is the pretrained
-gan-face-generate DCGAN (64x64 RGB, nz 100, d 64); ``'export'`` loads
-``<export_dir>/<export_name>.npz`` written by a gcjax run (e.g.
-``configs/dcgan_teacher.py``); ``'random'`` is a randomly initialised DCGAN
-(tests and smoke runs only).
+The teacher (``config.teacher.init``, a ``gcjax.teachers`` spec) is frozen,
+passed through ``Method.frozen`` and never checkpointed:
+``'pretrained:face_dcgan'`` is the gan-face-generate DCGAN (64x64 RGB, nz
+100, d 64); ``'run:<workdir>'`` is the generator of a gcjax run (e.g.
+``configs/dcgan_teacher.py``); ``''`` is a randomly initialised DCGAN of
+``config.teacher``'s d/nz/resolution/channels (tests and smoke runs only).
+``config.student.init`` warm-starts the student. Exports ``student`` (and
+``disc`` when the loss is adversarial).
 """
 
 from __future__ import annotations
 
-import os
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -37,23 +40,25 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gcjax.methods import gan_dcgan as dc
+from gcjax import errors, teachers
 from gcjax.methods.base import (
-  CostModel,
   Method,
   NetState,
-  apply_gradients,
+  Network,
+  apply_net,
   create_net_state,
-  global_norm,
   make_adam,
+  output_update,
   prefix,
   variables_of,
+  warm_start,
 )
+from gcjax.methods.gan import dcgan as dc
 from gcjax.models import dcgan
+from gcjax.recipes import adversarial as adv_lib
 
 LOSSES = ('mse', 'joint', 'scratch')
 REAL_SOURCES = ('data', 'teacher')
-TEACHERS = ('face', 'export', 'random')
 
 
 class Weights(NamedTuple):
@@ -67,10 +72,11 @@ def loss_weights(kind: str, lambda_adv: float, real: str) -> Weights:
   """(mse, adv) weights of ``kind``: mse (1, 0), joint (1, lambda), scratch
   (0, 1)."""
   if kind not in LOSSES:
-    raise ValueError(f'config.loss.kind={kind!r}; expected one of {LOSSES}')
+    raise errors.UserError(f'config.loss.kind={kind!r}; expected one of '
+                           f'{LOSSES}')
   if real not in REAL_SOURCES:
-    raise ValueError(f'config.loss.real={real!r}; expected one of '
-                     f'{REAL_SOURCES}')
+    raise errors.UserError(f'config.loss.real={real!r}; expected one of '
+                           f'{REAL_SOURCES}')
   mse, adv = {'mse': (1.0, 0.0), 'joint': (1.0, float(lambda_adv)),
               'scratch': (0.0, 1.0)}[kind]
   return Weights(mse=mse, adv=adv, real=real)
@@ -113,66 +119,35 @@ class Txs(NamedTuple):
   disc: optax.GradientTransformation | None
 
 
-def dcgan_from_variables(variables) -> dcgan.DCGANGenerator:
-  """The DCGANGenerator whose parameters ``variables`` holds.
-
-  Reads nz, d, the output channels and the resolution from the kernel
-  shapes (flax HWIO: conv0 [k0, k0, nz, w0], the last conv [4, 4, d, C]):
-  k0 = 7 is the 28x28 net; else 3 hidden layers is 32x32, 4 is 64x64.
-  """
-  p = variables.get('params', {})
-  convs = sorted((k for k in p if k.startswith('conv')),
-                 key=lambda k: int(k[4:]))
-  if not convs or convs[0] != 'conv0':
-    raise ValueError('not DCGANGenerator variables: expected params conv0.. '
-                     f'got {sorted(p)}')
-  k0, _, nz, _ = tuple(p['conv0']['kernel'].shape)
-  _, _, d, out_ch = tuple(p[convs[-1]]['kernel'].shape)
-  n_hidden = len(convs) - 1
-  if k0 == 7:
-    resolution = 28
-  else:
-    resolution = {3: 32, 4: 64}.get(n_hidden)
-  if resolution is None:
-    raise ValueError(f'cannot infer the DCGAN resolution from {len(convs)} '
-                     f'transposed convs with a {k0}x{k0} first kernel')
-  norm = 'batch' if 'batch_stats' in variables else 'none'
-  return dcgan.DCGANGenerator(d=int(d), nz=int(nz), out_ch=int(out_ch),
-                              resolution=resolution, norm=norm)
-
-
 def load_teacher(section, seed: int):
-  """(module, variables) of the frozen teacher from ``config.teacher``."""
-  kind = section.kind
-  if kind == 'face':
-    from gcjax.models import convert
-    return convert.load_face_dcgan()
-  if kind == 'export':
-    from gcjax import export as export_lib
-    path = os.path.join(section.export_dir, f'{section.export_name}.npz')
-    if not section.export_dir or not os.path.exists(path):
-      raise FileNotFoundError(
-          f'config.teacher.export_dir={section.export_dir!r}: no '
-          f'{section.export_name}.npz there; train a teacher first (e.g. '
-          'configs/dcgan_teacher.py) and pass its <workdir>/export')
-    variables = jax.tree.map(jnp.asarray, export_lib.load_variables(path))
-    return dcgan_from_variables(variables), variables
-  if kind == 'random':
-    module = dcgan.DCGANGenerator(d=section.d, nz=section.nz,
-                                  out_ch=section.channels,
-                                  resolution=section.resolution,
-                                  norm='batch')
-    variables = jax.jit(module.init)(jax.random.key(seed),
-                                     jnp.zeros((1, section.nz)))
-    return module, variables
-  raise ValueError(f'config.teacher.kind={kind!r}; expected one of '
-                   f'{TEACHERS}')
+  """(module, variables) of the frozen teacher from ``config.teacher``.
+
+  ``section.init`` is a ``gcjax.teachers`` spec; empty gives a randomly
+  initialised DCGAN of the section's d/nz/resolution/channels.
+  """
+  loaded = teachers.load(section.init)
+  if loaded is not None:
+    module = loaded[0]
+    if not isinstance(module, dcgan.DCGANGenerator):
+      raise errors.UserError(
+          f'config.teacher.init={section.init!r} is a '
+          f'{type(module).__name__}; kd needs a DCGANGenerator')
+    return loaded
+  module = dcgan.DCGANGenerator(d=section.d, nz=section.nz,
+                                out_ch=section.channels,
+                                resolution=section.resolution, norm='batch')
+  variables = jax.jit(module.init)(jax.random.key(seed),
+                                   jnp.zeros((1, section.nz)))
+  return module, variables
 
 
-def create_state(key, *, nets: Nets, txs: Txs, image_shape, mi) -> State:
+def create_state(key, *, nets: Nets, txs: Txs, image_shape, mi,
+                 student_init=None) -> State:
   s_key, d_key, mi_key = jax.random.split(key, 3)
-  student = create_net_state(nets.student, txs.student, s_key,
-                             jnp.zeros((1, nets.student.nz)))
+  student = warm_start(
+      create_net_state(nets.student, txs.student, s_key,
+                       jnp.zeros((1, nets.student.nz))),
+      txs.student, student_init)
   disc = None
   if nets.disc is not None:
     disc = create_net_state(nets.disc, txs.disc, d_key,
@@ -182,39 +157,41 @@ def create_state(key, *, nets: Nets, txs: Txs, image_shape, mi) -> State:
 
 
 def _teacher(nets: Nets, frozen, z):
-  (img, _), _ = dc.gen_apply(nets.teacher, frozen['teacher']['params'],
-                             frozen['teacher'].get('batch_stats'), z, False)
+  (img, _), _ = apply_net(nets.teacher, frozen['teacher']['params'],
+                          frozen['teacher'].get('batch_stats'), z,
+                          train=False)
   return jax.lax.stop_gradient(img)
 
 
 def train_step(state: State, batch, key, frozen, *, nets: Nets, txs: Txs,
-               w: Weights, adv: dc.Adversarial, mi):
+               w: Weights, adv: adv_lib.Adversarial, mi, rows: int):
   """Critic update(s) (if adversarial), MI critic update, student update.
 
-  The student's latents are drawn from the step key, unless the batch
-  carries ``z`` [B, nz] (then its last ``B / n_critic`` rows are used).
+  ``rows`` is the global batch size (the batch is empty when no data is
+  read). The student's latents are drawn from the step key, unless the
+  batch carries ``z`` [B, nz] (then its last ``B / n_critic`` rows are
+  used).
   """
   key = jax.random.fold_in(key, state.step)
   n = adv.n_critic if nets.disc is not None else 1
   keys = jax.random.split(key, 3 * n + 1)
   z_keys, gp_keys, r_keys = keys[:n], keys[n:2 * n], keys[2 * n:3 * n]
   mi_key = keys[-1]
-  rows = next(iter(batch.values())).shape[0]
   if rows % n:
-    raise ValueError(f'batch of {rows} is not divisible by '
-                     f'config.loss.n_critic={n}')
+    raise errors.UserError(f'batch of {rows} is not divisible by '
+                           f'config.loss.n_critic={n}')
   b, nz = rows // n, nets.student.nz
 
   def reals(i, t_img=None):
     if w.real == 'data':
-      return dc.chunks(batch[dc.IMAGE_KEY], n)[i]
+      return adv_lib.chunks(batch[dc.IMAGE_KEY], n)[i]
     if t_img is not None:
       return t_img
     return _teacher(nets, frozen, jax.random.normal(r_keys[i], (b, nz)))
 
   def s_fwd(params, z):
-    (img, _), bs = dc.gen_apply(nets.student, params,
-                                state.student.batch_stats, z, True)
+    (img, _), bs = apply_net(nets.student, params, state.student.batch_stats,
+                             z, train=True)
     return img, bs
 
   disc, metrics = state.disc, {}
@@ -224,7 +201,7 @@ def train_step(state: State, batch, key, frozen, *, nets: Nets, txs: Txs,
     disc, m_d = dc.critic_update(disc, nets.disc, txs.disc, reals(i), fake,
                                  gp_keys[i], adv)
   # Fresh latents every step; a batch may pin them (fixed-z experiments).
-  z = (dc.chunks(batch['z'], n)[-1] if 'z' in batch
+  z = (adv_lib.chunks(batch['z'], n)[-1] if 'z' in batch
        else jax.random.normal(z_keys[-1], (b, nz)))
   s_img, s_vjp, s_bs = jax.vjp(lambda p: s_fwd(p, z), state.student.params,
                                has_aux=True)
@@ -253,12 +230,9 @@ def train_step(state: State, batch, key, frozen, *, nets: Nets, txs: Txs,
       m = {**m, **m_s, 'loss': loss}
     return loss, m
 
-  (_, m_s), d_img = jax.value_and_grad(out_loss, has_aux=True)(s_img)
-  grads, = s_vjp(d_img)
-  m_s['grad_norm'] = global_norm(grads)
+  student, m_s = output_update(state.student, txs.student, s_vjp, s_img,
+                               out_loss, batch_stats=s_bs)
   metrics.update(prefix('s', m_s))
-  student = apply_gradients(state.student, grads, txs.student,
-                            batch_stats=s_bs)
   new = state.replace(step=state.step + 1, student=student, disc=disc,
                       mi=mi_state)
   return new, metrics
@@ -267,15 +241,14 @@ def train_step(state: State, batch, key, frozen, *, nets: Nets, txs: Txs,
 def teacher_fwd(state: State, batch, frozen, *, nets: Nets):
   """Teacher images [B, R, R, C] in [-1, 1] from ``batch['z']``."""
   del state
-  return _teacher(nets, frozen, dc.fixed_latents(batch, nets.teacher.nz))
+  return _teacher(nets, frozen, batch['z'])
 
 
 def student_fwd(state: State, batch, frozen, *, nets: Nets):
   """Student images [B, R, R, C] in [-1, 1] from ``batch['z']``."""
   del frozen
-  (img, _), _ = dc.gen_apply(nets.student, state.student.params,
-                             state.student.batch_stats,
-                             dc.fixed_latents(batch, nets.student.nz), False)
+  (img, _), _ = apply_net(nets.student, state.student.params,
+                          state.student.batch_stats, batch['z'], train=False)
   return img
 
 
@@ -290,18 +263,22 @@ def _make_mi(config, image_shape, total_steps: int):
 
 
 def make(config, sample_batch) -> Method:
-  """Builds ``kd`` from config.teacher/student/disc/loss/optim (+ mi)."""
+  """Builds ``kd`` from config.teacher/student/disc/loss/optim (+ mi).
+
+  ``sample_batch`` is None when no data is loaded (``loss.real='teacher'``
+  and ``config.data.name=''``).
+  """
   teacher, t_vars = load_teacher(config.teacher, config.seed + 1)
   shape = (teacher.resolution, teacher.resolution, teacher.out_ch)
   lc = config.loss
   w = loss_weights(lc.kind, lc.lambda_adv, lc.real)
-  adv = dc.Adversarial(kind=lc.adversarial, gp_weight=lc.gp_weight,
-                       n_critic=lc.n_critic)
-  dc.check_adversarial(adv, config.disc.norm)
+  adv = adv_lib.Adversarial(kind=lc.adversarial, gp_weight=lc.gp_weight,
+                            n_critic=lc.n_critic)
+  adv_lib.check(adv, config.disc.norm, dc.ADVERSARIAL)
   if w.real == 'data':
-    got = sample_batch.get(dc.IMAGE_KEY)
+    got = (sample_batch or {}).get(dc.IMAGE_KEY)
     if got is None or tuple(got.shape[1:]) != shape:
-      raise ValueError(
+      raise errors.UserError(
           f"config.loss.real='data' needs batch[{dc.IMAGE_KEY!r}] images of "
           f'shape {shape} (the teacher output); got '
           f'{None if got is None else tuple(got.shape[1:])} from data '
@@ -310,6 +287,9 @@ def make(config, sample_batch) -> Method:
                                  out_ch=teacher.out_ch,
                                  resolution=teacher.resolution,
                                  norm=config.student.norm)
+  student_init = teachers.load_like(config.student.init, student,
+                                    jnp.zeros((1, teacher.nz)),
+                                    'student.init')
   use_disc = w.adv > 0
   disc = (dcgan.DCGANDiscriminator(d=config.disc.d,
                                    resolution=teacher.resolution,
@@ -320,22 +300,27 @@ def make(config, sample_batch) -> Method:
   txs = Txs(student=make_adam(**o.s, total_steps=n),
             disc=make_adam(**o.d, total_steps=n) if use_disc else None)
   mi = _make_mi(config, shape, n)
+  z_shape = (teacher.nz,)
 
-  def cost(module, variables):
-    return CostModel(fwd=lambda v, z: module.apply(v, z, train=False)[0],
-                     variables=variables, input_shape=(module.nz,))
+  def finalize(state, frozen):
+    out = {'teacher': Network(teacher, frozen['teacher'], z_shape,
+                              section='teacher'),
+           'student': Network(student, variables_of(state.student), z_shape,
+                              section='student')}
+    if use_disc:
+      out['disc'] = Network(disc, variables_of(state.disc), shape,
+                            section='disc')
+    return out
 
   return Method(
       init=partial(create_state, nets=nets, txs=txs, image_shape=shape,
-                   mi=mi),
+                   mi=mi, student_init=student_init),
       train_step=partial(train_step, nets=nets, txs=txs, w=w, adv=adv,
-                         mi=mi),
+                         mi=mi, rows=config.data.batch_size),
       predict={'teacher': partial(teacher_fwd, nets=nets),
                'student': partial(student_fwd, nets=nets)},
+      finalize=finalize,
+      export=('student', 'disc') if use_disc else ('student',),
       sample_rows=('teacher', 'student'),
-      cost_models={
-          'teacher': cost(teacher, lambda s, f: f['teacher']),
-          'student': cost(student, lambda s, f: variables_of(s.student))},
-      target_key=dc.IMAGE_KEY if w.real == 'data' else None,
-      reference='teacher', latent_dim=teacher.nz,
-      frozen={'teacher': t_vars})
+      eval_inputs=dc.latent_inputs(teacher.nz),
+      needs_data=w.real == 'data', frozen={'teacher': t_vars})

@@ -1,4 +1,4 @@
-"""The OMGD student update shared by the Pix2Pix and CycleGAN distillers.
+"""OMGD's student update, shared by its Pix2Pix and CycleGAN tasks.
 
 Given the teacher images and the wide teacher's feature maps of a step,
 ``student_update`` runs the student (train mode), updates the MI critic on
@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gcjax.methods.base import NetState, apply_gradients, global_norm
+from gcjax.state import NetState, apply_gradients, global_norm
 from gcjax.objectives import distill
 
 

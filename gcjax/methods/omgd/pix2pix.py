@@ -1,4 +1,4 @@
-"""Method ``omgd``: online multi-granularity distillation (+ the MI add-on).
+"""OMGD task ``pix2pix``: online distillation of Pix2Pix U-Nets (+ MI add-on).
 
 Each step (OMGD, Ren et al. 2021, as VEM builds on it):
 1. the teacher(s) run once in train mode; the shared PatchGAN is updated on
@@ -8,11 +8,16 @@ Each step (OMGD, Ren et al. 2021, as VEM builds on it):
 3. the MI critic (``config.mi.kind``: none | vem | vid | crd) is updated on
    (t+, stop_gradient(student output)); for VEM this runs the Langevin chain;
 4. the student is updated from the teachers only (it never sees D;
-   ``distill_common.student_update``, shared with the CycleGAN task):
+   ``distill_lib.student_update``, shared with the CycleGAN task):
    sum over teachers of ssim * (1 - SSIM) + style * Gram-L1(VGG16) +
    perceptual * L1(VGG16 relu2_2) + tv * TV, plus ``feature`` * MSE of
    channel means between adapted student maps and the wide teacher's maps,
    plus the MI student term (``gcjax.objectives.mi``).
+
+``config.teacher.init`` / ``config.student.init`` (``gcjax.teachers``
+specs, e.g. ``run:<workdir>`` of a ``gan`` run) warm-start the wide teacher
+(still trained online) and the student. Exports ``student``, ``teacher``
+(and ``teacher_deep``) and ``disc``.
 
 t+ is the real target on paired data (``mi.positive='target'``, the paper's
 choice) or the wide teacher's output (``'teacher'``).
@@ -28,19 +33,24 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gcjax.methods import distill_common
-from gcjax.methods import pix2pix_nets as p2p
+from gcjax import errors
+from gcjax import teachers as teachers_lib
 from gcjax.methods.base import (
-  CostModel,
   Method,
   NetState,
-  apply_gradients,
+  Network,
+  apply_net,
   create_net_state,
-  global_norm,
   make_adam,
+  output_update,
   prefix,
+  variables_of,
+  warm_start,
 )
 from gcjax.objectives import mi as mi_lib
+from gcjax.recipes import adversarial as adv_lib
+from gcjax.recipes import distill as distill_lib
+from gcjax.recipes import nets as nets_lib
 
 
 @flax.struct.dataclass
@@ -70,24 +80,29 @@ class Txs(NamedTuple):
 class LossWeights(NamedTuple):
   adversarial: str
   lambda_l1: float
-  student: distill_common.StudentWeights
+  student: distill_lib.StudentWeights
 
 
 def _train_fwd(module, params, batch_stats, src, key):
-  return p2p.gen_apply(module, params, batch_stats, src, key, train=True)
+  return apply_net(module, params, batch_stats, src, train=True, key=key)
 
 
-def create_state(key, shapes, *, nets: Nets, txs: Txs, mi) -> State:
+def create_state(key, shapes, *, nets: Nets, txs: Txs, mi,
+                 inits=(None, None)) -> State:
   keys = jax.random.split(key, len(nets.teachers) + 5)
   src = jnp.zeros((1, *shapes['src']), jnp.float32)
   tgt = jnp.zeros((1, *shapes['tgt']), jnp.float32)
-  teachers = tuple(
+  teachers = [
       create_net_state(n, tx, {'params': k, 'dropout': k}, src)
-      for n, tx, k in zip(nets.teachers, txs.teachers, keys))
+      for n, tx, k in zip(nets.teachers, txs.teachers, keys)]
+  teachers[0] = warm_start(teachers[0], txs.teachers[0], inits[0])
+  teachers = tuple(teachers)
   disc = create_net_state(nets.disc, txs.disc, keys[-5],
                           jnp.concatenate([src, tgt], -1))
-  student = create_net_state(nets.student, txs.student,
-                             {'params': keys[-4], 'dropout': keys[-4]}, src)
+  student = warm_start(
+      create_net_state(nets.student, txs.student,
+                       {'params': keys[-4], 'dropout': keys[-4]}, src),
+      txs.student, inits[1])
   _, s_feats = nets.student.apply(
       {'params': student.params, 'batch_stats': student.batch_stats}, src)
   adapt = create_net_state(
@@ -108,16 +123,17 @@ def train_step(state: State, batch, key, frozen, *, nets: Nets, txs: Txs,
   t_out, t_vjps, t_bs, t_feats = [], [], [], []
   for net, module, k in zip(state.teachers, nets.teachers, t_keys):
     def fwd(params, net=net, module=module, k=k):
-      (img, feats), bs = p2p.gen_apply(module, params, net.batch_stats, src,
-                                       k, train=True)
+      (img, feats), bs = apply_net(module, params, net.batch_stats, src,
+                                   train=True, key=k)
       return img, (bs, feats)
     img, vjp, (bs, feats) = jax.vjp(fwd, net.params, has_aux=True)
     t_out.append(img)
     t_vjps.append(vjp)
     t_bs.append(bs)
     t_feats.append(feats)
-  disc, m_d = p2p.disc_update(state.disc, nets.disc, txs.disc, src, tgt,
-                              t_out, w.adversarial)
+  d_apply = adv_lib.conditional(adv_lib.train_apply(nets.disc), src)
+  disc, m_d = adv_lib.d_update(state.disc, d_apply, txs.disc, tgt, t_out,
+                               kind=w.adversarial)
   metrics.update(prefix('d', m_d))
 
   # 2. Teacher updates: GAN + lambda_l1 * L1, pulled back through the VJPs.
@@ -125,19 +141,17 @@ def train_step(state: State, batch, key, frozen, *, nets: Nets, txs: Txs,
   for i, (net, img, vjp, bs) in enumerate(
       zip(state.teachers, t_out, t_vjps, t_bs)):
     def out_loss(x):
-      adv = p2p.gen_adv_loss(nets.disc, disc, src, x, w.adversarial)
+      adv = adv_lib.g_adv_loss(d_apply, disc, x, w.adversarial)
       l1 = jnp.mean(jnp.abs(x - tgt))
       return adv + w.lambda_l1 * l1, {'adv': adv, 'l1': l1}
-    (loss, m_t), d_img = jax.value_and_grad(out_loss, has_aux=True)(img)
-    grads, = vjp(d_img)
-    m_t = {**m_t, 'loss': loss, 'grad_norm': global_norm(grads)}
+    new_t, m_t = output_update(net, txs.teachers[i], vjp, img, out_loss,
+                               batch_stats=bs)
     metrics.update(prefix(f't{i}', m_t))
-    teachers.append(apply_gradients(net, grads, txs.teachers[i],
-                                    batch_stats=bs))
+    teachers.append(new_t)
 
   # 3-4. MI critic update, then the student from the teachers only.
   t_pos = tgt if positive == 'target' else t_out[0]
-  student, adapt, mi_state, m_s = distill_common.student_update(
+  student, adapt, mi_state, m_s = distill_lib.student_update(
       state.student, state.adapt, state.mi, src, t_out, t_feats[0], t_pos,
       jax.random.fold_in(key, 1), frozen,
       student_fwd=partial(_train_fwd, nets.student), adapt_module=nets.adapt,
@@ -152,29 +166,24 @@ def train_step(state: State, batch, key, frozen, *, nets: Nets, txs: Txs,
 def _fwd(state, batch, frozen, *, module, which):
   del frozen
   net = which(state)
-  (img, _), _ = p2p.gen_apply(module, net.params, net.batch_stats,
-                              batch['src'], None, train=False)
+  (img, _), _ = apply_net(module, net.params, net.batch_stats,
+                          batch['src'], train=False)
   return img
 
 
 def make(config, sample_batch) -> Method:
-  """Builds ``omgd`` from config.teacher/teacher_deep/student/disc/loss/mi.
-
-  ``config.omgd.task`` picks the recipe: ``'pix2pix'`` (paired, U-Nets; this
-  module) or ``'cyclegan'`` (unpaired, ResNet teacher; ``omgd_cyclegan``).
-  """
-  if config.omgd.task == 'cyclegan':
-    from gcjax.methods import omgd_cyclegan
-    return omgd_cyclegan.make(config, sample_batch)
-  if config.omgd.task != 'pix2pix':
-    raise ValueError(f"config.omgd.task={config.omgd.task!r}; expected "
-                     "'pix2pix' or 'cyclegan'")
+  """Builds omgd/pix2pix from config.teacher/teacher_deep/student/disc/loss/mi."""
   shapes = {k: tuple(v.shape[1:]) for k, v in sample_batch.items()}
   out_ch = shapes['tgt'][-1]
-  teachers = [p2p.make_unet(config.teacher, out_ch)]
+  teachers = [nets_lib.unet_generator(config.teacher, out_ch)]
   if config.teacher_deep.enabled:
-    teachers.append(p2p.make_unet(config.teacher_deep, out_ch))
-  student = p2p.make_unet(config.student, out_ch)
+    teachers.append(nets_lib.unet_generator(config.teacher_deep, out_ch))
+  student = nets_lib.unet_generator(config.student, out_ch)
+  src = jnp.zeros((1, *shapes['src']), jnp.float32)
+  inits = (teachers_lib.load_like(config.teacher.init, teachers[0], src,
+                                  'teacher.init'),
+           teachers_lib.load_like(config.student.init, student, src,
+                                  'student.init'))
   layers = tuple(config.loss.feature_layers)
   # Teacher feature widths at the distilled layers fix the adapter outputs.
   t_feats = jax.eval_shape(
@@ -183,12 +192,13 @@ def make(config, sample_batch) -> Method:
       jax.ShapeDtypeStruct((1, *shapes['src']), jnp.float32))
   missing = [n for n in layers if n not in t_feats]
   if missing:
-    raise ValueError(f'config.loss.feature_layers: {missing} are not U-Net '
-                     f'feature maps; available: {sorted(t_feats)}')
-  adapt = distill_common.Adapters(
+    raise errors.UserError(
+        f'config.loss.feature_layers: {missing} are not U-Net feature maps; '
+        f'available: {sorted(t_feats)}')
+  adapt = distill_lib.Adapters(
       out_channels=tuple(t_feats[n].shape[-1] for n in layers), layers=layers)
   nets = Nets(teachers=tuple(teachers),
-              disc=p2p.make_patchgan(config.disc), student=student,
+              disc=nets_lib.patch_discriminator(config.disc), student=student,
               adapt=adapt)
   o, n = config.optim, config.total_steps
   txs = Txs(teachers=tuple(make_adam(**o.g, total_steps=n) for _ in teachers),
@@ -201,7 +211,7 @@ def make(config, sample_batch) -> Method:
   lc = config.loss
   w = LossWeights(
       adversarial=lc.adversarial, lambda_l1=lc.lambda_l1,
-      student=distill_common.StudentWeights(
+      student=distill_lib.StudentWeights(
           ssim=lc.ssim, style=lc.style, perceptual=lc.perceptual, tv=lc.tv,
           feature=lc.feature, l1=lc.l1, feature_layers=layers,
           style_layers=tuple(lc.style_layers)))
@@ -210,28 +220,32 @@ def make(config, sample_batch) -> Method:
     from gcjax.metrics import lpips
     frozen = {'vgg': lpips.load_vgg16()}
 
-  predict = {'teacher': partial(_fwd, module=teachers[0],
-                                which=lambda s: s.teachers[0]),
+  names = ('teacher', 'teacher_deep')[:len(teachers)]
+  predict = {name: partial(_fwd, module=t, which=lambda s, i=i: s.teachers[i])
+             for i, (name, t) in enumerate(zip(names, teachers))}
+  predict = {'teacher': predict['teacher'],
              'student': partial(_fwd, module=student,
-                                which=lambda s: s.student)}
-  if len(teachers) > 1:
-    predict['teacher_deep'] = partial(_fwd, module=teachers[1],
-                                      which=lambda s: s.teachers[1])
+                                which=lambda s: s.student),
+             **{k: v for k, v in predict.items() if k != 'teacher'}}
+  pair = (*shapes['src'][:-1], shapes['src'][-1] + out_ch)
 
-  def cost(module, which):
-    return CostModel(
-        fwd=lambda v, x: module.apply(v, x, train=False)[0],
-        variables=lambda s, f: {'params': which(s).params,
-                                'batch_stats': which(s).batch_stats},
-        input_shape=shapes['src'])
+  def finalize(state, frozen):
+    del frozen
+    nets_out = {name: Network(t, variables_of(state.teachers[i]),
+                              shapes['src'], section=section)
+                for i, (name, t, section) in enumerate(
+                    zip(names, teachers, ('teacher', 'teacher_deep')))}
+    nets_out['student'] = Network(student, variables_of(state.student),
+                                  shapes['src'], section='student')
+    nets_out['disc'] = Network(nets.disc, variables_of(state.disc), pair,
+                               section='disc')
+    return nets_out
 
-  costs = {'teacher': cost(teachers[0], lambda s: s.teachers[0]),
-           'student': cost(student, lambda s: s.student)}
   return Method(
-      init=partial(create_state, shapes=shapes, nets=nets, txs=txs, mi=mi),
+      init=partial(create_state, shapes=shapes, nets=nets, txs=txs, mi=mi,
+                   inits=inits),
       train_step=partial(train_step, nets=nets, txs=txs, w=w, mi=mi,
                          positive=config.mi.positive),
-      predict=predict,
-      sample_rows=('src', *predict, 'tgt'),
-      cost_models=costs, target_key='tgt', reference='teacher',
-      frozen=frozen)
+      predict=predict, finalize=finalize,
+      export=('student', *names, 'disc'),
+      sample_rows=('src', *predict, 'tgt'), frozen=frozen)

@@ -1,9 +1,10 @@
-"""GAN flavour `pix2pix`: train a Pix2Pix teacher (conditional GAN + lambda * L1).
+"""GAN flavour ``pix2pix``: train a Pix2Pix teacher (cGAN + lambda * L1).
 
 The pix2pix recipe: a U-Net generator and a conditional PatchGAN; each step
 updates D on (src, tgt) vs (src, G(src)), then G with the adversarial loss
 against the updated D plus ``lambda_l1`` * L1 to the target. One generator
-forward per step: its VJP is reused for the generator update.
+forward per step: its VJP is reused for the generator update. Exports
+``generator`` and ``disc`` (the discriminator later methods may use).
 """
 
 from __future__ import annotations
@@ -16,17 +17,21 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gcjax.methods import pix2pix_nets as p2p
+from gcjax import teachers
 from gcjax.methods.base import (
-  CostModel,
   Method,
   NetState,
-  apply_gradients,
+  Network,
+  apply_net,
   create_net_state,
-  global_norm,
   make_adam,
+  output_update,
   prefix,
+  variables_of,
+  warm_start,
 )
+from gcjax.recipes import adversarial as adv_lib
+from gcjax.recipes import nets as nets_lib
 
 
 @flax.struct.dataclass
@@ -46,7 +51,8 @@ class Txs(NamedTuple):
   disc: optax.GradientTransformation
 
 
-def create_state(key, sample, *, nets: Nets, txs: Txs) -> State:
+def create_state(key, sample, *, nets: Nets, txs: Txs, gen_init=None
+                 ) -> State:
   g_key, d_key, drop_key = jax.random.split(key, 3)
   src = jnp.zeros((1, *sample['src'][0]), sample['src'][1])
   tgt = jnp.zeros((1, *sample['tgt'][0]), sample['tgt'][1])
@@ -54,7 +60,8 @@ def create_state(key, sample, *, nets: Nets, txs: Txs) -> State:
                                              'dropout': drop_key}, src)
   disc = create_net_state(nets.disc, txs.disc, d_key,
                           jnp.concatenate([src, tgt], -1))
-  return State(step=jnp.zeros((), jnp.int32), gen=gen, disc=disc)
+  return State(step=jnp.zeros((), jnp.int32),
+               gen=warm_start(gen, txs.gen, gen_init), disc=disc)
 
 
 def train_step(state: State, batch, key, frozen, *, nets: Nets, txs: Txs,
@@ -66,59 +73,65 @@ def train_step(state: State, batch, key, frozen, *, nets: Nets, txs: Txs,
   src, tgt = batch['src'], batch['tgt']
 
   def gen_fwd(params):
-    (img, _), bs = p2p.gen_apply(nets.gen, params, state.gen.batch_stats, src,
-                                 drop_key, train=True)
+    (img, _), bs = apply_net(nets.gen, params, state.gen.batch_stats, src,
+                             train=True, key=drop_key)
     return img, bs
 
   fake, g_vjp, g_bs = jax.vjp(gen_fwd, state.gen.params, has_aux=True)
-  disc, m_d = p2p.disc_update(state.disc, nets.disc, txs.disc, src, tgt,
-                              [fake], adv_kind)
+  d_apply = adv_lib.conditional(adv_lib.train_apply(nets.disc), src)
+  disc, m_d = adv_lib.d_update(state.disc, d_apply, txs.disc, tgt, [fake],
+                               kind=adv_kind)
 
   def out_loss(img):
-    adv = p2p.gen_adv_loss(nets.disc, disc, src, img, adv_kind)
+    adv = adv_lib.g_adv_loss(d_apply, disc, img, adv_kind)
     l1 = jnp.mean(jnp.abs(img - tgt))
     return adv + lambda_l1 * l1, {'adv': adv, 'l1': l1}
 
-  (g_loss, m_g), d_img = jax.value_and_grad(out_loss, has_aux=True)(fake)
-  grads, = g_vjp(d_img)
-  m_g = {**m_g, 'loss': g_loss, 'grad_norm': global_norm(grads)}
-  gen = apply_gradients(state.gen, grads, txs.gen, batch_stats=g_bs)
+  gen, m_g = output_update(state.gen, txs.gen, g_vjp, fake, out_loss,
+                           batch_stats=g_bs)
   new = state.replace(step=state.step + 1, gen=gen, disc=disc)
   return new, {**prefix('g', m_g), **prefix('d', m_d)}
 
 
 def generator_fwd(state: State, batch, frozen, *, nets: Nets):
   del frozen
-  (img, _), _ = p2p.gen_apply(nets.gen, state.gen.params,
-                              state.gen.batch_stats, batch['src'], None,
-                              train=False)
+  (img, _), _ = apply_net(nets.gen, state.gen.params, state.gen.batch_stats,
+                          batch['src'], train=False)
   return img
 
 
 def make(config, sample_batch) -> Method:
-  """Builds the ``gan`` method from ``config.generator/disc/loss/optim``."""
+  """Builds ``gan`` (pix2pix) from ``config.generator/disc/loss/optim``.
+
+  ``config.generator.init`` (a ``gcjax.teachers`` spec) warm-starts the
+  generator.
+  """
   out_ch = sample_batch['tgt'].shape[-1]
-  nets = Nets(gen=p2p.make_unet(config.generator, out_ch),
-              disc=p2p.make_patchgan(config.disc))
+  nets = Nets(gen=nets_lib.unet_generator(config.generator, out_ch),
+              disc=nets_lib.patch_discriminator(config.disc))
   o = config.optim
   txs = Txs(gen=make_adam(**o.g, total_steps=config.total_steps),
             disc=make_adam(**o.d, total_steps=config.total_steps))
   sample = {k: (tuple(v.shape[1:]), v.dtype) for k, v in sample_batch.items()}
+  src_shape = tuple(sample_batch['src'].shape[1:])
+  gen_init = teachers.load_like(
+      config.generator.init, nets.gen,
+      jnp.zeros((1, *src_shape), jnp.float32), 'generator.init')
+  pair_shape = (*src_shape[:-1], src_shape[-1] + out_ch)
 
-  def gen_cost(v, x):
-    return nets.gen.apply(v, x, train=False)[0]
-
-  def gen_vars(state, frozen):
+  def finalize(state, frozen):
     del frozen
-    return {'params': state.gen.params, 'batch_stats': state.gen.batch_stats}
+    return {'generator': Network(nets.gen, variables_of(state.gen),
+                                 src_shape, section='generator'),
+            'disc': Network(nets.disc, variables_of(state.disc), pair_shape,
+                            section='disc')}
 
   return Method(
-      init=partial(create_state, sample=sample, nets=nets, txs=txs),
+      init=partial(create_state, sample=sample, nets=nets, txs=txs,
+                   gen_init=gen_init),
       train_step=partial(train_step, nets=nets, txs=txs,
                          adv_kind=config.loss.adversarial,
                          lambda_l1=config.loss.lambda_l1),
       predict={'generator': partial(generator_fwd, nets=nets)},
-      sample_rows=('src', 'generator', 'tgt'),
-      cost_models={'generator': CostModel(
-          gen_cost, gen_vars, tuple(sample_batch['src'].shape[1:]))},
-      target_key='tgt', reference=None)
+      finalize=finalize, export=('generator', 'disc'),
+      sample_rows=('src', 'generator', 'tgt'))

@@ -1,16 +1,15 @@
-"""GAN flavour `cyclegan`: train a CycleGAN (unpaired A <-> B translation).
+"""The CycleGAN update (Zhu et al. 2017, its public code), shared by the
+``gan`` method's cyclegan flavour and OMGD's online CycleGAN teacher.
 
-The CycleGAN recipe (Zhu et al. 2017, its public code): generators G_A: A -> B
-and G_B: B -> A, discriminators D_A (judges domain B) and D_B (judges A),
-LSGAN losses, cycle-consistency L1 weighted ``lambda_a`` / ``lambda_b`` and
-identity L1 weighted ``lambda_identity`` times those, and image pools of
-past fakes that the discriminators see instead of the newest fakes. Each step
-updates both generators first (discriminators fixed), then both
-discriminators on pooled fakes; D losses are halved.
+Generators G_A: A -> B and G_B: B -> A, discriminators D_A (judges domain B)
+and D_B (judges A), LSGAN losses, cycle-consistency L1 weighted ``lambda_a``
+/ ``lambda_b`` and identity L1 weighted ``lambda_identity`` times those, and
+image pools of past fakes that the discriminators see instead of the newest
+fakes. Each step updates both generators first (discriminators fixed), then
+both discriminators on pooled fakes; D losses are halved.
 
 The pools are arrays in the state (``Pool``), refreshed with explicit PRNG
-keys, so a run is deterministic and resumable. ``cycle_update`` is the whole
-step on a ``CycleState``; ``omgd_cyclegan`` reuses it for the online teacher.
+keys, so a run is deterministic and resumable.
 """
 
 from __future__ import annotations
@@ -23,21 +22,20 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gcjax.methods.base import (
-  CostModel,
-  Method,
+from gcjax import errors
+from gcjax.objectives import adversarial
+from gcjax.recipes import adversarial as adv_lib
+from gcjax.recipes import nets as nets_lib
+from gcjax.state import (
   NetState,
   apply_gradients,
+  apply_net,
   create_net_state,
   global_norm,
   make_adam,
   prefix,
-  variables_of,
 )
-from gcjax.models import patchgan, resnet
-from gcjax.objectives import adversarial
 
-ARCHS = ('resnet', 'mobile')
 sg = jax.lax.stop_gradient
 
 
@@ -55,7 +53,7 @@ class Pool:
 def pool_init(size: int, shape: tuple[int, ...]) -> Pool:
   """An empty pool of ``size`` images of per-image ``shape`` [H, W, C]."""
   if size < 0:
-    raise ValueError(f'pool size must be >= 0, got {size}')
+    raise errors.UserError(f'pool size must be >= 0, got {size}')
   return Pool(images=jnp.zeros((size, *shape), jnp.float32),
               count=jnp.zeros((), jnp.int32))
 
@@ -103,41 +101,7 @@ def pool_query(pool: Pool, images: jax.Array, key: jax.Array
 
 
 # --------------------------------------------------------------------------
-# Networks and the CycleGAN update.
-
-
-def make_generator(section, out_ch: int) -> resnet.ResnetGenerator:
-  """A ResNet generator from a section with arch, ngf, n_blocks, norm,
-  dropout (``arch``: 'resnet' = CycleGAN's, 'mobile' = GAN-Compression's)."""
-  if section.arch not in ARCHS:
-    raise ValueError(f'generator arch {section.arch!r}; expected one of '
-                     f'{ARCHS}')
-  cls = (resnet.MobileResnetGenerator if section.arch == 'mobile'
-         else resnet.ResnetGenerator)
-  return cls(ngf=section.ngf, n_blocks=section.n_blocks, out_ch=out_ch,
-             norm=section.norm, dropout=section.dropout)
-
-
-def make_disc(section) -> patchgan.PatchDiscriminator:
-  return patchgan.PatchDiscriminator(ndf=section.ndf,
-                                     n_layers=section.n_layers,
-                                     norm=section.norm)
-
-
-def net_apply(module, params, batch_stats, x, key, train: bool):
-  """Forward of a (output, feats) module. Returns ((out, feats), new_bs).
-
-  ``key`` feeds dropout in train mode (may be None when a module has none).
-  """
-  v = {'params': params}
-  if batch_stats is not None:
-    v['batch_stats'] = batch_stats
-  if not train:
-    return module.apply(v, x, train=False), batch_stats
-  mutable = ['batch_stats'] if batch_stats is not None else []
-  rngs = {'dropout': key} if key is not None else {}
-  out, upd = module.apply(v, x, train=True, rngs=rngs, mutable=mutable)
-  return out, upd.get('batch_stats', batch_stats)
+# The CycleGAN update.
 
 
 @flax.struct.dataclass
@@ -209,20 +173,6 @@ def generator_losses(rec_a, rec_b, idt_a, idt_b, logits_a, logits_b, a, b,
   return sum(m.values()), m
 
 
-def _d_update(d: NetState, module, tx, real, fake, kind: str):
-  def loss_fn(params):
-    (real_logits, _), bs = net_apply(module, params, d.batch_stats, real,
-                                     None, train=True)
-    (fake_logits, _), bs = net_apply(module, params, bs, fake, None,
-                                     train=True)
-    loss = 0.5 * adversarial.gan_d_loss(real_logits, fake_logits, kind)
-    return loss, (bs, {'loss': loss, 'real': jnp.mean(real_logits),
-                       'fake': jnp.mean(fake_logits)})
-  (_, (bs, m)), grads = jax.value_and_grad(loss_fn, has_aux=True)(d.params)
-  m['grad_norm'] = global_norm(grads)
-  return apply_gradients(d, grads, tx, batch_stats=bs), m
-
-
 def cycle_update(cs: CycleState, a: jax.Array, b: jax.Array, key: jax.Array,
                  *, nets: CycleNets, txs: CycleTxs, w: CycleWeights):
   """One CycleGAN step: both generators, then both discriminators.
@@ -247,21 +197,21 @@ def cycle_update(cs: CycleState, a: jax.Array, b: jax.Array, key: jax.Array,
                      'lambda_identity=0')
 
   def d_logits(module, net, x):
-    (logits, _), _ = net_apply(module, net.params, net.batch_stats, x, None,
+    (logits, _), _ = apply_net(module, net.params, net.batch_stats, x,
                                train=True)
     return logits
 
   def loss_fn(params):
     pa, pb = params
     bs_a, bs_b = cs.g_a.batch_stats, cs.g_b.batch_stats
-    (fake_b, feats), bs_a = net_apply(nets.g_a, pa, bs_a, a, ka1, True)
-    (rec_a, _), bs_b = net_apply(nets.g_b, pb, bs_b, fake_b, kb1, True)
-    (fake_a, _), bs_b = net_apply(nets.g_b, pb, bs_b, b, kb2, True)
-    (rec_b, _), bs_a = net_apply(nets.g_a, pa, bs_a, fake_a, ka2, True)
+    (fake_b, feats), bs_a = apply_net(nets.g_a, pa, bs_a, a, train=True, key=ka1)
+    (rec_a, _), bs_b = apply_net(nets.g_b, pb, bs_b, fake_b, train=True, key=kb1)
+    (fake_a, _), bs_b = apply_net(nets.g_b, pb, bs_b, b, train=True, key=kb2)
+    (rec_b, _), bs_a = apply_net(nets.g_a, pa, bs_a, fake_a, train=True, key=ka2)
     idt_a = idt_b = None
     if use_idt:
-      (idt_a, _), bs_a = net_apply(nets.g_a, pa, bs_a, b, ka3, True)
-      (idt_b, _), bs_b = net_apply(nets.g_b, pb, bs_b, a, kb3, True)
+      (idt_a, _), bs_a = apply_net(nets.g_a, pa, bs_a, b, train=True, key=ka3)
+      (idt_b, _), bs_b = apply_net(nets.g_b, pb, bs_b, a, train=True, key=kb3)
     total, m = generator_losses(
         rec_a, rec_b, idt_a, idt_b,
         d_logits(nets.d_a, cs.d_a, fake_b), d_logits(nets.d_b, cs.d_b, fake_a),
@@ -278,8 +228,10 @@ def cycle_update(cs: CycleState, a: jax.Array, b: jax.Array, key: jax.Array,
 
   pool_b, pooled_b = pool_query(cs.pool_b, fake_b, pb_key)
   pool_a, pooled_a = pool_query(cs.pool_a, fake_a, pa_key)
-  d_a, m_da = _d_update(cs.d_a, nets.d_a, txs.d, b, pooled_b, w.adversarial)
-  d_b, m_db = _d_update(cs.d_b, nets.d_b, txs.d, a, pooled_a, w.adversarial)
+  d_a, m_da = adv_lib.d_update(cs.d_a, adv_lib.train_apply(nets.d_a), txs.d,
+                               b, [pooled_b], kind=w.adversarial, scale=0.5)
+  d_b, m_db = adv_lib.d_update(cs.d_b, adv_lib.train_apply(nets.d_b), txs.d,
+                               a, [pooled_a], kind=w.adversarial, scale=0.5)
   new = CycleState(g_a=new_g_a, g_b=new_g_b, d_a=d_a, d_b=d_b,
                    pool_a=pool_a, pool_b=pool_b)
   metrics = {**prefix('g', m_g), **prefix('d_a', m_da),
@@ -289,9 +241,11 @@ def cycle_update(cs: CycleState, a: jax.Array, b: jax.Array, key: jax.Array,
 
 def make_cycle(config, a_shape, b_shape, generator_section):
   """(nets, txs, weights) from config.cyclegan/disc/optim.{g,d}."""
-  nets = CycleNets(g_a=make_generator(generator_section, b_shape[-1]),
-                   g_b=make_generator(generator_section, a_shape[-1]),
-                   d_a=make_disc(config.disc), d_b=make_disc(config.disc))
+  nets = CycleNets(
+      g_a=nets_lib.resnet_generator(generator_section, b_shape[-1]),
+      g_b=nets_lib.resnet_generator(generator_section, a_shape[-1]),
+      d_a=nets_lib.patch_discriminator(config.disc),
+      d_b=nets_lib.patch_discriminator(config.disc))
   o, n = config.optim, config.total_steps
   txs = CycleTxs(g=make_adam(**o.g, total_steps=n),
                  d=make_adam(**o.d, total_steps=n))
@@ -306,67 +260,7 @@ def domain_keys(config, sample_batch, need_b: bool = True) -> tuple[str, str]:
   a_key, b_key = config.cyclegan.domains
   for k in (a_key, b_key) if need_b else (a_key,):
     if k not in sample_batch:
-      raise ValueError(f'config.cyclegan.domains names batch key {k!r}, but '
-                       f'the data set gives {sorted(sample_batch)}')
+      raise errors.UserError(
+          f'config.cyclegan.domains names batch key {k!r}, but the data set '
+          f'gives {sorted(sample_batch)}')
   return a_key, b_key
-
-
-# --------------------------------------------------------------------------
-# The `gan` flavour.
-
-
-@flax.struct.dataclass
-class State:
-  step: jax.Array
-  cycle: CycleState
-
-
-def train_step(state: State, batch, key, frozen, *, nets: CycleNets,
-               txs: CycleTxs, w: CycleWeights, a_key: str, b_key: str):
-  """One CycleGAN step. Returns (state, scalar metrics)."""
-  del frozen
-  key = jax.random.fold_in(key, state.step)
-  cycle, metrics, _ = cycle_update(state.cycle, batch[a_key], batch[b_key],
-                                   key, nets=nets, txs=txs, w=w)
-  return state.replace(step=state.step + 1, cycle=cycle), metrics
-
-
-def _g_a_fwd(state: State, batch, frozen, *, module, a_key: str):
-  del frozen
-  (img, _), _ = net_apply(module, state.cycle.g_a.params,
-                          state.cycle.g_a.batch_stats, batch[a_key], None,
-                          train=False)
-  return img
-
-
-def make(config, sample_batch) -> Method:
-  """Builds ``gan`` (flavour cyclegan) from config.cyclegan/generator/disc.
-
-  The A -> B generator ``g_a`` is the model that is evaluated, sampled and
-  exported; ``config.cyclegan.domains`` names the batch keys of A and B.
-  """
-  a_key, b_key = domain_keys(config, sample_batch)
-  a_shape = tuple(sample_batch[a_key].shape[1:])
-  b_shape = tuple(sample_batch[b_key].shape[1:])
-  nets, txs, w = make_cycle(config, a_shape, b_shape, config.generator)
-
-  def init(key):
-    return State(step=jnp.zeros((), jnp.int32),
-                 cycle=create_cycle_state(key, a_shape, b_shape, nets=nets,
-                                          txs=txs,
-                                          pool_size=config.cyclegan.pool_size))
-
-  def g_a_vars(state, frozen):
-    del frozen
-    return variables_of(state.cycle.g_a)
-
-  return Method(
-      init=init,
-      train_step=partial(train_step, nets=nets, txs=txs, w=w, a_key=a_key,
-                         b_key=b_key),
-      predict={'g_a': partial(_g_a_fwd, module=nets.g_a, a_key=a_key)},
-      sample_rows=(a_key, 'g_a', b_key),
-      cost_models={'g_a': CostModel(
-          lambda v, x: nets.g_a.apply(v, x, train=False)[0], g_a_vars,
-          a_shape)},
-      target_key=b_key, reference=None)

@@ -1,18 +1,21 @@
-"""Method ``omgd`` (task 'cyclegan'): distill a CycleGAN ResNet generator.
+"""OMGD task ``cyclegan``: distill a CycleGAN ResNet generator.
 
-Two teacher modes, picked by ``config.teacher.pretrained``:
+Two teacher modes, picked by ``config.teacher.init`` (a ``gcjax.teachers``
+spec):
 
 * ``''`` (online, as OMGD): the teacher G_A (ResNet or MobileResNet) is
   trained in the same run with the full CycleGAN recipe
-  (``gan_cyclegan.cycle_update``: G_B, D_A, D_B, cycle and identity losses,
+  (``recipes.cycle.cycle_update``: G_B, D_A, D_B, cycle and identity losses,
   image pools) on unpaired batches ``a``/``b``; each step the student then
   distills the teacher's pre-update output G_A(a) and feature maps.
-* ``'vintagify'``: the pretrained vintagify photo -> vintage generator
-  (``convert.load_vintagify``), frozen, passed through ``Method.frozen`` and
-  never checkpointed; only the domain-A batch is read.
+* a spec, e.g. ``'pretrained:vintagify'`` (the photo -> vintage generator)
+  or ``'run:<workdir>:g_a'`` (a ``gan`` cyclegan run's A -> B generator):
+  frozen, passed through ``Method.frozen`` and never checkpointed; only the
+  domain-A batch is read.
 
-The student (GAN-Compression's MobileResNet, ngf 16) is updated by
-``distill_common.student_update``: OMGD's SSIM + style + perceptual + TV
+``config.student.init`` warm-starts the student. The student
+(GAN-Compression's MobileResNet, ngf 16) is updated by
+``recipes.distill.student_update``: OMGD's SSIM + style + perceptual + TV
 losses, feature distillation through 1x1-conv adapters at
 ``loss.feature_layers`` (OMGD: the second downsampling and residual blocks
 3, 6 and 9), and the MI add-on with t+ = the teacher output.
@@ -26,19 +29,21 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from gcjax.methods import distill_common as dc
-from gcjax.methods import gan_cyclegan as cg
+from gcjax import errors, teachers
 from gcjax.methods.base import (
-  CostModel,
   Method,
   NetState,
+  Network,
+  apply_net,
   create_net_state,
   make_adam,
   variables_of,
+  warm_start,
 )
 from gcjax.objectives import mi as mi_lib
-
-PRETRAINED = ('', 'vintagify')
+from gcjax.recipes import cycle as cg
+from gcjax.recipes import distill as dc
+from gcjax.recipes import nets as nets_lib
 
 
 @flax.struct.dataclass
@@ -50,16 +55,9 @@ class State:
   mi: object
 
 
-def _load_pretrained(name: str):
-  if name == 'vintagify':
-    from gcjax.models import convert
-    return convert.load_vintagify()
-  raise ValueError(f'config.teacher.pretrained={name!r}; expected one of '
-                   f'{PRETRAINED}')
-
-
 def create_state(key, a_shape, b_shape, *, cycle, student_module,
-                 adapt_module, txs, mi, pool_size: int) -> State:
+                 adapt_module, txs, mi, pool_size: int,
+                 student_init=None) -> State:
   t_key, s_key, a_key, m_key = jax.random.split(key, 4)
   src = jnp.zeros((1, *a_shape), jnp.float32)
   teacher = {}
@@ -67,8 +65,10 @@ def create_state(key, a_shape, b_shape, *, cycle, student_module,
     nets, cycle_txs = cycle
     teacher = cg.create_cycle_state(t_key, a_shape, b_shape, nets=nets,
                                     txs=cycle_txs, pool_size=pool_size)
-  student = create_net_state(student_module, txs['s'],
-                             {'params': s_key, 'dropout': s_key}, src)
+  student = warm_start(
+      create_net_state(student_module, txs['s'],
+                       {'params': s_key, 'dropout': s_key}, src),
+      txs['s'], student_init)
   if adapt_module.out_channels:
     _, feats = student_module.apply(variables_of(student), src)
     maps = tuple(feats[n] for n in adapt_module.layers)
@@ -98,7 +98,8 @@ def train_step(state: State, batch, key, frozen, *, cycle, teacher_module,
     t_img, t_feats = teacher_module.apply(frozen['teacher'], src, train=False)
 
   def student_fwd(params, batch_stats, x, k):
-    return cg.net_apply(student_module, params, batch_stats, x, k, True)
+    return apply_net(student_module, params, batch_stats, x, train=True,
+                     key=k)
 
   student, adapt, mi_state, m_s = dc.student_update(
       state.student, state.adapt, state.mi, src, [t_img], t_feats, t_img,
@@ -113,17 +114,17 @@ def train_step(state: State, batch, key, frozen, *, cycle, teacher_module,
 
 def _student_fwd(state, batch, frozen, *, module, a_key):
   del frozen
-  (img, _), _ = cg.net_apply(module, state.student.params,
-                             state.student.batch_stats, batch[a_key], None,
-                             train=False)
+  (img, _), _ = apply_net(module, state.student.params,
+                          state.student.batch_stats, batch[a_key],
+                          train=False)
   return img
 
 
 def _online_teacher_fwd(state, batch, frozen, *, module, a_key):
   del frozen
-  (img, _), _ = cg.net_apply(module, state.teacher.g_a.params,
-                             state.teacher.g_a.batch_stats, batch[a_key], None,
-                             train=False)
+  (img, _), _ = apply_net(module, state.teacher.g_a.params,
+                          state.teacher.g_a.batch_stats, batch[a_key],
+                          train=False)
   return img
 
 
@@ -135,19 +136,15 @@ def _frozen_teacher_fwd(state, batch, frozen, *, module, a_key):
 def make(config, sample_batch) -> Method:
   """Builds omgd/cyclegan from config.cyclegan/teacher/student/disc/loss/mi.
 
-  Online mode reads domains A and B (``config.cyclegan.domains``); the
-  pretrained mode only A. The evaluated and exported models are 'teacher'
-  (A -> B) and 'student'.
+  Online mode reads domains A and B (``config.cyclegan.domains``); a frozen
+  teacher only A. Evaluated: 'teacher' (A -> B) and 'student'.
   """
-  pretrained = config.teacher.pretrained
-  if pretrained not in PRETRAINED:
-    raise ValueError(f'config.teacher.pretrained={pretrained!r}; expected '
-                     f'one of {PRETRAINED}')
   if config.mi.positive != 'teacher':
-    raise ValueError("config.mi.positive must be 'teacher' for CycleGAN "
-                     f"(unpaired data has no target), got "
-                     f"{config.mi.positive!r}")
-  online = not pretrained
+    raise errors.UserError(
+        "config.mi.positive must be 'teacher' for CycleGAN (unpaired data "
+        f"has no target), got {config.mi.positive!r}")
+  loaded = teachers.load(config.teacher.init)
+  online = loaded is None
   a_key, b_key = cg.domain_keys(config, sample_batch, need_b=online)
   a_shape = tuple(sample_batch[a_key].shape[1:])
   frozen = {}
@@ -158,11 +155,14 @@ def make(config, sample_batch) -> Method:
     teacher = nets.g_a
     cycle = (nets, cycle_txs, cw)
   else:
-    teacher, frozen['teacher'] = _load_pretrained(pretrained)
+    teacher, frozen['teacher'] = loaded
     b_shape = (*a_shape[:2], teacher.out_ch)
     cycle = None
   out_ch = b_shape[-1]
-  student = cg.make_generator(config.student, out_ch)
+  student = nets_lib.resnet_generator(config.student, out_ch)
+  student_init = teachers.load_like(
+      config.student.init, student, jnp.zeros((1, *a_shape), jnp.float32),
+      'student.init')
 
   lc = config.loss
   layers = tuple(lc.feature_layers)
@@ -171,10 +171,11 @@ def make(config, sample_batch) -> Method:
       lambda x: teacher.init_with_output(jax.random.key(0), x)[0][1], x)
   missing = [n for n in layers if n not in t_feats]
   if missing:
-    raise ValueError(f'config.loss.feature_layers: {missing} are not ResNet '
-                     f'generator feature maps; available: {sorted(t_feats)}')
+    raise errors.UserError(
+        f'config.loss.feature_layers: {missing} are not ResNet generator '
+        f'feature maps; available: {sorted(t_feats)}')
   adapt = dc.Adapters(out_channels=tuple(t_feats[n].shape[-1] for n in layers),
-                    layers=layers)
+                      layers=layers)
   o, n = config.optim, config.total_steps
   txs = {'s': make_adam(**o.s, total_steps=n),
          'adapt': make_adam(**o.s, total_steps=n)}
@@ -191,19 +192,33 @@ def make(config, sample_batch) -> Method:
 
   if online:
     t_pred = partial(_online_teacher_fwd, module=teacher, a_key=a_key)
-    t_vars = lambda s, f: variables_of(s.teacher.g_a)
   else:
     t_pred = partial(_frozen_teacher_fwd, module=teacher, a_key=a_key)
-    t_vars = lambda s, f: f['teacher']
 
-  def cost(module, variables):
-    return CostModel(fwd=lambda v, x: module.apply(v, x, train=False)[0],
-                     variables=variables, input_shape=a_shape)
+  def finalize(state, frozen):
+    out = {'student': Network(student, variables_of(state.student), a_shape,
+                              section='student')}
+    if online:
+      c = state.teacher
+      out.update(
+          teacher=Network(teacher, variables_of(c.g_a), a_shape,
+                          section='teacher'),
+          g_b=Network(cycle[0].g_b, variables_of(c.g_b), b_shape,
+                      section='teacher'),
+          d_a=Network(cycle[0].d_a, variables_of(c.d_a), b_shape,
+                      section='disc'),
+          d_b=Network(cycle[0].d_b, variables_of(c.d_b), a_shape,
+                      section='disc'))
+    else:
+      out['teacher'] = Network(teacher, frozen['teacher'], a_shape,
+                               section='teacher')
+    return out
 
   init = partial(create_state, a_shape=a_shape, b_shape=b_shape,
                  cycle=None if cycle is None else cycle[:2],
                  student_module=student, adapt_module=adapt, txs=txs, mi=mi,
-                 pool_size=config.cyclegan.pool_size)
+                 pool_size=config.cyclegan.pool_size,
+                 student_init=student_init)
   step = partial(train_step, cycle=cycle, teacher_module=teacher,
                  student_module=student, adapt_module=adapt, txs=txs, w=w,
                  mi=mi, a_key=a_key, b_key=b_key,
@@ -212,9 +227,7 @@ def make(config, sample_batch) -> Method:
       init=init, train_step=step,
       predict={'teacher': t_pred,
                'student': partial(_student_fwd, module=student, a_key=a_key)},
-      sample_rows=(a_key, 'teacher', 'student'),
-      cost_models={'teacher': cost(teacher, t_vars),
-                   'student': cost(student,
-                                   lambda s, f: variables_of(s.student))},
-      target_key=b_key if online else None, reference='teacher',
-      frozen=frozen or None)
+      finalize=finalize,
+      export=(('student', 'teacher', 'g_b', 'd_a', 'd_b') if online
+              else ('student',)),
+      sample_rows=(a_key, 'teacher', 'student'), frozen=frozen or None)
