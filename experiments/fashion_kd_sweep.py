@@ -95,7 +95,7 @@ def sweep() -> tuple[dict, list[dict]]:
   for kind in FLAGS.kinds:
     for d in (int(x) for x in FLAGS.student_ds):
       c = kd_cfg.get_config()
-      c.teacher.export_dir = export
+      c.teacher.init = f'run:{export}'
       c.student.d = d
       c.loss.kind = kind
       c.total_steps = FLAGS.steps

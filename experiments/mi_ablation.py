@@ -32,7 +32,7 @@ from gcjax import config_base, train  # noqa: E402
 
 # Panels of the bar chart, where the runs report them.
 PLOTTED = ('psnr', 'ssim', 'agree_psnr', 'agree_ssim', 'fid',
-           'fid_vs_reference', 'lpips', 'agree_lpips')
+           'fid_vs_teacher', 'lpips', 'agree_lpips')
 HIGHER_IS_BETTER = {'psnr', 'ssim', 'agree_psnr', 'agree_ssim', 'domain_is'}
 
 

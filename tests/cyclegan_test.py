@@ -12,10 +12,11 @@ from absl.testing import absltest
 
 from gcjax import config_base, train
 from gcjax.data import pipeline
-from gcjax.methods import gan_cyclegan as cg
 from gcjax.methods import omgd
+from gcjax.methods.gan import cyclegan as gan_cyclegan
 from gcjax.metrics import cost
 from gcjax.models import resnet
+from gcjax.recipes import cycle as cg
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))), 'configs')
@@ -127,7 +128,7 @@ class MethodTest(absltest.TestCase):
     c = _config('cyclegan_gan', 'smoke')
     arrays = data_lib.load(c.data.name, 'train', **c.data.args.to_dict())
     batch = _batch(arrays, 8)
-    m = cg.make(c, batch)
+    m = gan_cyclegan.make(c, batch)
     state = jax.jit(m.init)(jax.random.key(0))
     self.assertEqual(state.cycle.pool_b.images.shape, (4, 16, 16, 1))
     new, metrics = jax.jit(m.train_step)(state, batch, jax.random.key(1),

@@ -282,7 +282,7 @@ def test_load_stats_names_a_bad_file(tmp_path):
 
 
 def test_kid_entry_omits_the_spread_of_identical_subsets():
-  from gcjax import evaluate
+  from gcjax.evaluators import fid as evaluate
   rng = np.random.default_rng(0)
   a, b = rng.normal(size=(40, 8)), rng.normal(0.5, 1, size=(40, 8))
   whole = evaluate.kid_entry(a, b, n_subsets=10, subset_size=1000)

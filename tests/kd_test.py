@@ -10,8 +10,9 @@ import pytest
 
 from gcjax import config_base
 from gcjax import train
-from gcjax.methods import gan_dcgan, kd
-from gcjax.methods.base import Method
+from gcjax import evaluators
+from gcjax.methods import kd
+from gcjax.methods.gan import dcgan as gan_dcgan
 from gcjax.metrics import cost
 from gcjax.models import dcgan
 
@@ -56,15 +57,6 @@ def test_student_params_match_formula_and_grow_as_d_squared(res, out_ch):
   assert a > 0
   assert per_d[4] - per_d[2] == pytest.approx(2 * a)
   assert per_d[8] - per_d[4] == pytest.approx(4 * a)
-
-
-def test_teacher_architecture_is_recovered_from_its_variables():
-  for res, ch, d in [(64, 3, 8), (32, 1, 4), (28, 1, 2)]:
-    module = dcgan.DCGANGenerator(d=d, nz=16, out_ch=ch, resolution=res)
-    v = jax.eval_shape(module.init, jax.random.key(0), jnp.zeros((1, 16)))
-    got = kd.dcgan_from_variables(v)
-    assert (got.d, got.nz, got.out_ch, got.resolution, got.norm) == (
-        d, 16, ch, res, 'batch')
 
 
 def test_mse_student_loss_on_fixed_z_decreases():
@@ -155,11 +147,16 @@ def test_wgan_gp_critic_steps_and_bad_settings():
                   jax.random.key(1), None)
 
 
-def test_export_teacher_missing_is_a_clear_error():
-  c = _config('fashion_kd', **{'teacher.kind': 'export',
-                               'teacher.export_dir': '/nonexistent'})
-  with pytest.raises(FileNotFoundError, match='export_dir'):
+def test_missing_teacher_run_is_a_clear_error():
+  from gcjax import errors
+  c = _config('fashion_kd', **{'teacher.init': 'run:/nonexistent'})
+  with pytest.raises(errors.UserError, match='run:/nonexistent: no run'):
     kd.make(c, {'img': jnp.zeros((8, 32, 32, 1))})
+  # The default preset names what to pass instead of training on a random
+  # teacher.
+  with pytest.raises(errors.UserError, match='dcgan_teacher.py run'):
+    kd.make(_config('fashion_kd', 'default'), {'img': jnp.zeros((8, 32, 32,
+                                                                 1))})
 
 
 def test_smoke_teacher_then_kd_from_its_export(tmp_path):
@@ -170,8 +167,7 @@ def test_smoke_teacher_then_kd_from_its_export(tmp_path):
       4, 100, 1, 32) + 14 * 4
   export = os.path.join(t_dir, 'export')
   assert os.path.exists(os.path.join(export, 'generator.npz'))
-  c = _config('fashion_kd', **{'teacher.kind': 'export',
-                               'teacher.export_dir': export,
+  c = _config('fashion_kd', **{'teacher.init': f'run:{t_dir}',
                                'loss.kind': 'joint', 'student.d': 2})
   k_dir = str(tmp_path / 'kd')
   res = train.run(c, k_dir)
@@ -211,14 +207,20 @@ def test_mi_add_on_enters_the_student_loss():
 
 
 def test_laplacian_evaluator_reports_models_and_real():
-  from gcjax import evaluate
+  from gcjax import sharding
+  from gcjax.methods.base import no_eval_inputs
   rng = np.random.default_rng(0)
-  sharp = rng.uniform(-1, 1, (4, 16, 16, 1)).astype(np.float32)
-  flat = np.zeros_like(sharp)
-  method = Method(init=None, train_step=None, predict={},
-                     sample_rows=(), cost_models={}, target_key='img')
-  stream = [({'img': sharp}, {'student': flat, 'teacher': sharp})]
-  out = evaluate._laplacian_eval(method, iter(stream))
+  sharp = rng.uniform(-1, 1, (8, 16, 16, 1)).astype(np.float32)
+  names = evaluators.Names(predict=('student', 'teacher'), batch=('img',))
+  ev = evaluators.build({'lap': {'type': 'laplacian', 'target': ('img',)}},
+                        names)
+  ctx = evaluators.Context(
+      predict={'student': lambda s, b, f: b['img'] * 0,
+               'teacher': lambda s, b, f: b['img']},
+      state=None, frozen=None, arrays={'img': sharp},
+      mesh=sharding.create_mesh(), batch_size=8, eval_inputs=no_eval_inputs,
+      finalize=None)
+  out = evaluators.evaluate(ev, ctx)
   assert out['student']['laplacian_var'] == 0.0
   assert out['teacher']['laplacian_var'] > 0.01
   assert out['real'] == out['teacher']

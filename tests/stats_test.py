@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from gcjax import config_base, evaluate, sharding, stats
-from gcjax.methods.base import Method
+from gcjax import config_base, evaluators, sharding, stats
+from gcjax.methods.base import no_eval_inputs
 from gcjax.metrics import fid
 
 
@@ -29,13 +29,13 @@ def test_saved_stats_used_by_fid_evaluator(tmp_path):
 
   # A "generator" that returns the targets: FID against the saved stats of
   # the same images is 0.
-  method = Method(init=None, train_step=None,
-                  predict={'ident': lambda st, b, f: b['tgt']},
-                  sample_rows=(), cost_models={}, target_key='tgt')
-  predict = method.predict
-  mesh = sharding.create_mesh()
-  res = evaluate.evaluate(
-      {'fid': {'type': 'fid', 'stats_path': path, 'batch_size': 4,
-               'kid_subsets': 2, 'kid_subset_size': 4}},
-      method, None, None, predict, {'tgt': imgs}, mesh, batch_size=8)
+  names = evaluators.Names(predict=('ident',), batch=('tgt',))
+  ev = evaluators.build(
+      {'fid': {'type': 'fid', 'target': f'stats:{path}', 'batch_size': 4,
+               'kid_subsets': 2, 'kid_subset_size': 4}}, names)
+  ctx = evaluators.Context(
+      predict={'ident': lambda st, b, f: b['tgt']}, state=None, frozen=None,
+      arrays={'tgt': imgs}, mesh=sharding.create_mesh(), batch_size=8,
+      eval_inputs=no_eval_inputs, finalize=None)
+  res = evaluators.evaluate(ev, ctx)
   assert abs(res['ident']['fid']) < 1e-3

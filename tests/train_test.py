@@ -15,7 +15,7 @@ from gcjax import config_base
 from gcjax import checkpoint as ckpt_lib
 from gcjax import sharding, train
 from gcjax.data import pipeline
-from gcjax.methods import gan_pix2pix as gan
+from gcjax.methods.gan import pix2pix as gan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
