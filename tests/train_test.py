@@ -137,3 +137,62 @@ def test_config_typo_names_the_key(tmp_path):
   assert proc.returncode != 0
   assert 'lrr' in proc.stderr
   assert not os.path.exists(os.path.join(tmp_path, 'checkpoints'))
+
+
+def test_exported_generator_and_disc_reload_through_run_specs(smoke_run):
+  """``run:<workdir>:<net>`` rebuilds the run's G and D from the export card
+  alone; they reproduce the trained networks' outputs."""
+  import jax.numpy as jnp
+
+  from gcjax import teachers
+  from gcjax.recipes import nets
+  workdir, _ = smoke_run
+  _, state = _final_params(workdir)
+  c = _config()
+  x = jax.random.uniform(jax.random.key(3), (4, 16, 16, 1), minval=-1)
+  trained = {
+      'generator': (nets.unet_generator(c.generator, 1), state['gen'], x),
+      'disc': (nets.patch_discriminator(c.disc), state['disc'],
+               jnp.concatenate([x, -x], -1))}
+  for name, (module, net, inp) in trained.items():
+    got_module, got_vars = teachers.load(f'run:{workdir}:{name}')
+    assert got_module == module
+    want = module.apply({'params': net['params'],
+                         'batch_stats': net['batch_stats']}, inp)[0]
+    got = got_module.apply(got_vars, inp, train=False)[0]
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6)
+  # The default network of a run with several is its generator.
+  assert teachers.load(f'run:{workdir}')[0] == trained['generator'][0]
+
+
+@pytest.mark.parametrize('spec,match', [
+    ('run:/nonexistent', 'run:/nonexistent: no run folder'),
+    ('pretrained:nope', 'unknown pretrained network'),
+    ('weights.npz', 'expected run:<workdir>'),
+])
+def test_bad_network_specs_name_the_spec(spec, match):
+  from gcjax import errors, teachers
+  with pytest.raises(errors.UserError, match=match):
+    teachers.load(spec)
+
+
+def test_missing_net_and_mismatched_warm_start_are_refused(smoke_run):
+  import jax.numpy as jnp
+
+  from gcjax import errors, teachers
+  from gcjax.models import unet
+  workdir, _ = smoke_run
+  with pytest.raises(errors.UserError, match="no network 'student'"):
+    teachers.load(f'run:{workdir}:student')
+  wider = unet.UNetGenerator(ngf=8, out_ch=1, norm='batch', dropout=0.5)
+  with pytest.raises(errors.UserError, match='generator.init=.*config builds'):
+    teachers.load_like(f'run:{workdir}', wider, jnp.zeros((1, 16, 16, 1)),
+                       'generator.init')
+  c = _config()
+  with c.unlocked():
+    c.generator.init = f'run:{workdir}'
+  same = gan.make(c, {'src': jnp.zeros((8, 16, 16, 1)),
+                      'tgt': jnp.zeros((8, 16, 16, 1))})
+  s0 = same.init(jax.random.key(0))
+  _, state = _final_params(workdir)
+  chex.assert_trees_all_close(s0.gen.params, state['gen']['params'])

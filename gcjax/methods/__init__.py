@@ -19,11 +19,25 @@ def available() -> tuple[str, ...]:
 
 
 def get(name: str):
-  """Returns the method module ``gcjax.methods.<name>`` (has ``make``)."""
-  if name not in available():
+  """The method module: ``gcjax.methods.<name>``, or any importable module
+  when ``name`` is a dotted path (a plug-in kept outside gcjax, e.g.
+  ``my_project.my_method``). It must have ``make``."""
+  if '.' in name:
+    try:
+      module = importlib.import_module(name)
+    except ModuleNotFoundError as e:
+      raise errors.UserError(f'config.method={name!r}: no module {e.name!r} '
+                             'on the Python path') from None
+  elif name in available():
+    module = importlib.import_module(f'gcjax.methods.{name}')
+  else:
     raise errors.UserError(f'config.method={name!r} is not an available '
-                           f'method; known: {", ".join(available())}')
-  return importlib.import_module(f'gcjax.methods.{name}')
+                           f'method; known: {", ".join(available())} (or a '
+                           'dotted module path)')
+  if not hasattr(module, 'make'):
+    raise errors.UserError(f'config.method={name!r}: {module.__name__} has '
+                           'no make(config, sample_batch)')
+  return module
 
 
 def dispatch(package: str, key: str, value: str, config, sample_batch):

@@ -13,6 +13,7 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from gcjax import errors
 from gcjax.state import (  # noqa: F401  (re-exported for methods)
   NetState,
   apply_gradients,
@@ -47,6 +48,14 @@ class Network(NamedTuple):
   def fwd(self, variables, x):
     """The network's output (features dropped), eval mode."""
     return self.module.apply(variables, x, train=False)[0]
+
+
+def require_data(sample_batch, method: str) -> None:
+  """Raises UserError when a method that trains on data got none
+  (``config.data.name=''``); call it first in such a method's ``make``."""
+  if sample_batch is None:
+    raise errors.UserError(f'{method} trains on data, but config.data.name '
+                           "is '' (no dataset): set config.data")
 
 
 def no_eval_inputs(batch: Batch, key: jax.Array) -> Batch:

@@ -14,7 +14,13 @@ import flax
 import jax
 import jax.numpy as jnp
 
-from gcjax.methods.base import Method, Network, apply_net, variables_of
+from gcjax.methods.base import (
+  Method,
+  Network,
+  apply_net,
+  require_data,
+  variables_of,
+)
 from gcjax.recipes import cycle as cycle_lib
 
 
@@ -47,6 +53,7 @@ def make(config, sample_batch) -> Method:
 
   ``config.cyclegan.domains`` names the batch keys of A and B.
   """
+  require_data(sample_batch, 'gan (cyclegan)')
   a_key, b_key = cycle_lib.domain_keys(config, sample_batch)
   a_shape = tuple(sample_batch[a_key].shape[1:])
   b_shape = tuple(sample_batch[b_key].shape[1:])

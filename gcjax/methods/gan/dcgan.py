@@ -36,6 +36,7 @@ from gcjax.methods.base import (
   make_adam,
   output_update,
   prefix,
+  require_data,
   variables_of,
 )
 from gcjax.models import dcgan
@@ -141,6 +142,7 @@ def make(config, sample_batch) -> Method:
 
   The image size and channels come from ``sample_batch['img']``.
   """
+  require_data(sample_batch, 'gan (dcgan)')
   if IMAGE_KEY not in sample_batch:
     raise errors.UserError(
         f'gan flavour dcgan needs {IMAGE_KEY!r} images in the batch (e.g. '

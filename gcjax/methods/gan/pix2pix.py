@@ -27,6 +27,7 @@ from gcjax.methods.base import (
   make_adam,
   output_update,
   prefix,
+  require_data,
   variables_of,
   warm_start,
 )
@@ -106,6 +107,7 @@ def make(config, sample_batch) -> Method:
   ``config.generator.init`` (a ``gcjax.teachers`` spec) warm-starts the
   generator.
   """
+  require_data(sample_batch, 'gan (pix2pix)')
   out_ch = sample_batch['tgt'].shape[-1]
   nets = Nets(gen=nets_lib.unet_generator(config.generator, out_ch),
               disc=nets_lib.patch_discriminator(config.disc))

@@ -37,6 +37,7 @@ from gcjax.methods.base import (
   apply_net,
   create_net_state,
   make_adam,
+  require_data,
   variables_of,
   warm_start,
 )
@@ -139,6 +140,7 @@ def make(config, sample_batch) -> Method:
   Online mode reads domains A and B (``config.cyclegan.domains``); a frozen
   teacher only A. Evaluated: 'teacher' (A -> B) and 'student'.
   """
+  require_data(sample_batch, 'omgd (cyclegan)')
   if config.mi.positive != 'teacher':
     raise errors.UserError(
         "config.mi.positive must be 'teacher' for CycleGAN (unpaired data "

@@ -44,6 +44,7 @@ from gcjax.methods.base import (
   make_adam,
   output_update,
   prefix,
+  require_data,
   variables_of,
   warm_start,
 )
@@ -173,6 +174,7 @@ def _fwd(state, batch, frozen, *, module, which):
 
 def make(config, sample_batch) -> Method:
   """Builds omgd/pix2pix from config.teacher/teacher_deep/student/disc/loss/mi."""
+  require_data(sample_batch, 'omgd (pix2pix)')
   shapes = {k: tuple(v.shape[1:]) for k, v in sample_batch.items()}
   out_ch = shapes['tgt'][-1]
   teachers = [nets_lib.unet_generator(config.teacher, out_ch)]
