@@ -83,6 +83,7 @@ def child(opts: dict, res: int, iters: int) -> dict:
   import flax.linen as nn
   import jax
   import jax.numpy as jnp
+
   from gcjax.metrics import cost
   from gcjax.models import layers, unet
 

@@ -21,11 +21,10 @@ import tqdm
 
 from gcjax import checkpoint as ckpt_lib
 from gcjax import data as data_lib
-from gcjax import errors
+from gcjax import errors, sharding
 from gcjax import evaluators as eval_lib
 from gcjax import export as export_lib
 from gcjax import methods as methods_lib
-from gcjax import sharding
 from gcjax.data import pipeline
 from gcjax.evaluators import report
 

@@ -20,10 +20,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gcjax import config_base
 from gcjax import checkpoint as ckpt_lib
+from gcjax import config_base, sharding, train
 from gcjax import methods as methods_lib
-from gcjax import sharding, train
 from gcjax.data import pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,9 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gcjax import config_base
-from gcjax import train
-from gcjax import evaluators
+from gcjax import config_base, evaluators, train
 from gcjax.methods import kd
 from gcjax.methods.gan import dcgan as gan_dcgan
 from gcjax.metrics import cost

@@ -19,8 +19,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from gcjax import config_base
-from gcjax import train
+from gcjax import config_base, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = 'configs/pix2pix_vem.py:smoke'

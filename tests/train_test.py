@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 from ml_collections import config_flags  # noqa: F401
 
-from gcjax import config_base
 from gcjax import checkpoint as ckpt_lib
-from gcjax import sharding, train
+from gcjax import config_base, sharding, train
 from gcjax.data import pipeline
 from gcjax.methods.gan import pix2pix as gan
 

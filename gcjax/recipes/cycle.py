@@ -14,7 +14,6 @@ keys, so a run is deterministic and resumable.
 
 from __future__ import annotations
 
-from functools import partial
 from typing import NamedTuple
 
 import flax

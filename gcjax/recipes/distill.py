@@ -19,8 +19,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from gcjax.state import NetState, apply_gradients, global_norm
 from gcjax.objectives import distill
+from gcjax.state import NetState, apply_gradients, global_norm
 
 
 class StudentWeights(NamedTuple):
