@@ -37,7 +37,9 @@ Presets:
 
 import ml_collections
 
-from gcjax import config_base
+from configs import common
+
+PRESETS = ('default', 'd8', 'smoke', 'paper')
 
 
 def rows(limit: int, batch_size: int) -> ml_collections.ConfigDict:
@@ -51,7 +53,7 @@ def rows(limit: int, batch_size: int) -> ml_collections.ConfigDict:
 
 def kd_base() -> ml_collections.ConfigDict:
   """Every ``kd`` key with its default; the experiment files adjust it."""
-  c = config_base.base()
+  c = common.base()
   c.method = 'kd'
   c.teacher = ml_collections.ConfigDict({
       # face | export | random.
@@ -69,17 +71,19 @@ def kd_base() -> ml_collections.ConfigDict:
       'adversarial': 'vanilla',  # vanilla (NS-GAN) | wgan-gp
       'gp_weight': 10.0, 'n_critic': 1})
   c.optim = ml_collections.ConfigDict({
-      's': config_base.adam(2e-4, decay='none'),
-      'd': config_base.adam(2e-4, decay='none')})
+      's': common.adam(2e-4, decay='none'),
+      'd': common.adam(2e-4, decay='none')})
   # The MI add-on (VEM paper): none | vem | vid | crd; t+ is always the
   # teacher's image of the student's z here.
-  c.mi = config_base.mi('none')
+  c.mi = common.mi('none')
   c.mi.positive = 'teacher'
   return c
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  preset = arg or 'default'
+  arg = common.parse_arg(arg, presets=PRESETS, source=__file__, mi='none')
+  common.check_choice(arg, 'mi', common.MI_KINDS, __file__)
+  preset = arg.preset
   c = kd_base()
   c.data = rows(limit=256, batch_size=32)
   c.total_steps = 600
@@ -90,9 +94,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.evals = ml_collections.ConfigDict({
       'fid': {'type': 'fid', 'every_steps': 0, 'against': 'reference',
               'batch_size': 32, 'kid_subset_size': 128},
-      'image': config_base.image_eval(),
+      'image': common.image_eval(),
       'laplacian': {'type': 'laplacian', 'every_steps': 0},
-      'cost': config_base.cost_eval(64, 10),
+      'cost': common.cost_eval(64, 10),
   })
   if preset == 'default':
     pass
@@ -106,17 +110,15 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.log_every = c.ckpt_every = 3
     c.n_samples = 2
     c.eval_batch_size = 8
-    config_base.smoke_mi(c.mi)
+    common.smoke_mi(c.mi)
     c.evals = ml_collections.ConfigDict({
-        'image': config_base.image_eval(),
-        'cost': config_base.cost_eval(2, 2)})
+        'image': common.image_eval(),
+        'cost': common.cost_eval(2, 2)})
   elif preset == 'paper':
     c.data = rows(limit=2048, batch_size=64)
     c.total_steps = 20_000
     c.ckpt_every = 2000
     c.sample_every = 2000
     c.evals.fid.kid_subset_size = 1000
-  else:
-    raise ValueError(f'Unknown preset {preset!r}: use default, d8, smoke, '
-                     'paper')
+  c.mi.kind = arg.mi
   return c

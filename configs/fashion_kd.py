@@ -27,13 +27,17 @@ Presets:
 
 import ml_collections
 
-from gcjax import config_base
+from configs import common, dcgan_kd
+from configs import dcgan_teacher as teacher
+
+PRESETS = ('default', 'smoke')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  preset = arg or 'default'
-  c = config_base.sibling('dcgan_kd', __file__).kd_base()
-  teacher = config_base.sibling('dcgan_teacher', __file__)
+  arg = common.parse_arg(arg, presets=PRESETS, source=__file__, mi='none')
+  common.check_choice(arg, 'mi', common.MI_KINDS, __file__)
+  preset = arg.preset
+  c = dcgan_kd.kd_base()
   c.teacher.kind = 'export'
   c.student.d = 8
   c.disc.d = 32
@@ -50,7 +54,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'is': {'type': 'is', 'every_steps': 0, 'limit': 2000},
       'laplacian': {'type': 'laplacian', 'every_steps': 0, 'limit': 2000},
       'image': {'type': 'image', 'every_steps': 0, 'limit': 2000},
-      'cost': config_base.cost_eval(64, 10),
+      'cost': common.cost_eval(64, 10),
   })
   if preset == 'default':
     pass
@@ -64,10 +68,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.log_every = c.ckpt_every = 3
     c.n_samples = 2
     c.eval_batch_size = 8
-    config_base.smoke_mi(c.mi)
+    common.smoke_mi(c.mi)
     c.evals = ml_collections.ConfigDict({
-        'image': config_base.image_eval(),
-        'cost': config_base.cost_eval(2, 2)})
-  else:
-    raise ValueError(f'Unknown preset {preset!r}: use default, smoke')
+        'image': common.image_eval(),
+        'cost': common.cost_eval(2, 2)})
+  c.mi.kind = arg.mi
   return c

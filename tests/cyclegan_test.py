@@ -1,5 +1,6 @@
 """CycleGAN teacher training and distillation: costs, losses, pool, runs."""
 
+import importlib
 import json
 import os
 import tempfile
@@ -10,20 +11,16 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
 
-from gcjax import config_base, train
+from gcjax import train
 from gcjax.data import pipeline
 from gcjax.methods import gan_cyclegan as cg
 from gcjax.methods import omgd
 from gcjax.metrics import cost
 from gcjax.models import resnet
 
-CONFIGS = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), 'configs')
-
 
 def _config(name, preset):
-  c = config_base.sibling(name, os.path.join(CONFIGS, 'x.py')).get_config(
-      preset)
+  c = importlib.import_module(f'configs.{name}').get_config(preset)
   c.lock()
   return c
 

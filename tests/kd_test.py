@@ -1,5 +1,6 @@
 """Method kd and gan flavour dcgan: sizes, losses, and smoke runs end to end."""
 
+import importlib
 import json
 import os
 
@@ -8,7 +9,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gcjax import config_base
 from gcjax import train
 from gcjax.methods import gan_dcgan, kd
 from gcjax.methods.base import Method
@@ -19,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config(name, preset='smoke', **overrides):
-  mod = config_base.sibling(name, os.path.join(ROOT, 'configs', 'x.py'))
+  mod = importlib.import_module(f'configs.{name}')
   c = mod.get_config(preset)
   for path, value in overrides.items():
     section, key = path.split('.')
