@@ -117,8 +117,12 @@ def _bad_value(e: flags.Error) -> str:
   return f'{e} (see --helpfull)'
 
 
-def _unknown_key(e: Exception, argv: Sequence[str]) -> str:
-  """A one-line message for an override of a key the config lacks."""
+def _unknown_key(e: Exception, argv: Sequence[str]) -> str | None:
+  """A one-line message for an override of a key the config lacks.
+
+  None if no ``--a.b=...`` argument names the missing key (then the error
+  came from elsewhere, e.g. a bug in a config file).
+  """
   inner = [x for x in _chain(e) if isinstance(x, KeyError)] or [e]
   args = inner[0].args
   text = one_line(args[0] if args and isinstance(args[0], str) else e)
@@ -128,8 +132,10 @@ def _unknown_key(e: Exception, argv: Sequence[str]) -> str:
     arg = next((a.split('=', 1)[0] for a in argv if a.startswith('--')
                 and '.' in a.split('=', 1)[0]
                 and key.group(1) in a.split('=', 1)[0].split('.')), '')
-  return (f'{arg or "a --config.* override"}: the config has no key '
-          f'{text} (overrides can only set keys the config file defines)')
+  if not arg:
+    return None
+  return (f'{arg}: the config has no key {text} (overrides can only set '
+          'keys the config file defines)')
 
 
 def _parse_flags(prog: str, verbose: bool):
@@ -150,9 +156,10 @@ def _parse_flags(prog: str, verbose: bool):
       fail(prog, _bad_value(e))
     except (AttributeError, KeyError) as e:
       # ml_collections: an override of a key that the config does not have.
-      if verbose:
+      message = _unknown_key(e, argv)
+      if verbose or message is None:
         raise
-      fail(prog, _unknown_key(e, argv))
+      fail(prog, message)
   return parse
 
 
