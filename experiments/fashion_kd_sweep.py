@@ -41,12 +41,11 @@ from gcjax import cli, train
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
 _CONFIG = config_flags.DEFINE_config_file(
-    'config', os.path.join(ROOT, 'configs', 'fashion_kd.py'),
-    'Student (kd) config file, optionally with :preset.', lock_config=True)
+    'config', None, 'Student (kd) config file, optionally with :preset '
+    '(default configs/fashion_kd.py).', lock_config=True)
 _TEACHER_CONFIG = config_flags.DEFINE_config_file(
-    'teacher_config', os.path.join(ROOT, 'configs', 'dcgan_teacher.py'),
-    'Teacher (gan/dcgan) config file, optionally with :preset.',
-    lock_config=True)
+    'teacher_config', None, 'Teacher (gan/dcgan) config file, optionally '
+    'with :preset (default configs/dcgan_teacher.py).', lock_config=True)
 flags.DEFINE_string('workdir', 'runs/fashion_kd_sweep', 'Root of the runs.')
 flags.DEFINE_string('out', os.path.join(ROOT, 'experiments', 'results',
                                         'fashion_kd_sweep.md'),
@@ -219,4 +218,7 @@ def main(argv) -> None:
 
 
 if __name__ == '__main__':
-  cli.run(main, 'experiments.fashion_kd_sweep')
+  cli.run(main, 'experiments.fashion_kd_sweep', defaults=[
+      f'--config={os.path.join(ROOT, "configs", "fashion_kd.py")}',
+      '--teacher_config='
+      f'{os.path.join(ROOT, "configs", "dcgan_teacher.py")}'])

@@ -169,11 +169,8 @@ def main(argv):
 
 def run(default_config: str = DEFAULT_CONFIG) -> None:
   """Runs :func:`main` with ``--config=default_config`` unless given."""
-  argv = list(sys.argv)
-  if not any(a.startswith(('--config=', '-config=')) or a in (
-      '--config', '-config') for a in argv[1:]):
-    argv.insert(1, f'--config={default_config}')
-  cli.run(main, os.path.basename(argv[0]), argv)
+  cli.run(main, os.path.basename(sys.argv[0]),
+          defaults=[f'--config={default_config}'])
 
 
 if __name__ == '__main__':

@@ -164,15 +164,25 @@ def _parse_flags(prog: str, verbose: bool):
 
 
 def run(main: Callable[[list[str]], Any], prog: str | None = None,
-        argv: Sequence[str] | None = None) -> None:
+        argv: Sequence[str] | None = None,
+        defaults: Sequence[str] = ()) -> None:
   """``absl.app.run(main)`` with bad input reported as one line, exit 2.
 
   Args:
     main: the program; it receives the arguments left after the flags.
     prog: the name in error lines (default: the script's file name).
     argv: the command line (default ``sys.argv``).
+    defaults: ``--name=value`` arguments added unless the command line sets
+      ``--name``. Use this for config-file flags rather than a
+      ``DEFINE_config_file`` default: ml_collections parses a default (and
+      its ``--name.*`` overrides) when the flag is defined, outside this
+      function's error handling.
   """
   argv = list(sys.argv if argv is None else argv)
+  for arg in defaults:
+    name = arg.split('=', 1)[0]
+    if not any(a == name or a.startswith(name + '=') for a in argv[1:]):
+      argv.insert(1, arg)
   prog = prog or os.path.basename(argv[0])
   verbose = _verbose_in(argv)
 
