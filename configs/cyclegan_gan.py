@@ -24,29 +24,31 @@ Presets:
 
 import ml_collections
 
-from gcjax import config_base
+from configs import common
+from configs import cyclegan_omgd as omgd
+
+PRESETS = ('default', 'smoke', 'paper', 'paper_summer2winter')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  omgd = config_base.sibling('cyclegan_omgd', __file__)
-  preset = arg or 'default'
-  c = config_base.base()
+  preset = common.parse_arg(arg, presets=PRESETS, source=__file__).preset
+  c = common.base()
   c.method = 'gan'
   c.gan = ml_collections.ConfigDict({'flavor': 'cyclegan'})
-  c.data = config_base.edges2fashion(resolution=32, batch_size=8)
+  c.data = common.edges2fashion(resolution=32, batch_size=8)
   c.cyclegan = omgd.cyclegan_section(domains=('src', 'tgt'))
   c.generator = omgd.generator('resnet', 16)
   c.disc = omgd.disc(ndf=32, n_layers=2)
   c.total_steps = 1000
   c.optim = ml_collections.ConfigDict({
-      'g': config_base.adam(2e-4, decay='linear', decay_start=500),
-      'd': config_base.adam(2e-4, decay='linear', decay_start=500)})
+      'g': common.adam(2e-4, decay='linear', decay_start=500),
+      'd': common.adam(2e-4, decay='linear', decay_start=500)})
   c.log_every = 50
   c.ckpt_every = 500
   c.sample_every = 500
   c.evals = ml_collections.ConfigDict({
-      'image': config_base.image_eval(('tgt',)),
-      'cost': config_base.cost_eval(8, 10),
+      'image': common.image_eval(('tgt',)),
+      'cost': common.cost_eval(8, 10),
       'fid': {'type': 'fid', 'every_steps': 0, 'pred': (), 'target': 'tgt',
               'stats_path': '', 'kid_subsets': 10, 'kid_subset_size': 500,
               'batch_size': 32, 'limit': 1000}})
@@ -58,7 +60,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   if preset == 'default':
     pass
   elif preset == 'smoke':
-    c.data = config_base.edges2fashion(resolution=16, batch_size=8,
+    c.data = common.edges2fashion(resolution=16, batch_size=8,
                                        train_limit=32, test_limit=8)
     c.generator = omgd.generator('resnet', 2, n_blocks=2)
     c.disc = omgd.disc(ndf=4, n_layers=2)
@@ -69,7 +71,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.sample_every = 0
     c.eval_batch_size = 8
     c.evals = ml_collections.ConfigDict(
-        {'image': config_base.image_eval(('tgt',))})
+        {'image': common.image_eval(('tgt',))})
   elif preset in ('paper', 'paper_summer2winter'):
     name = 'horse2zebra' if preset == 'paper' else 'summer2winter_yosemite'
     c.data = omgd.unpaired(name)
@@ -87,7 +89,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.evals.fid.limit = 0
     c.evals.fid.target = 'b'
     c.evals.cost.latency_batch = 4
-  else:
-    raise ValueError(f'Unknown preset {preset!r}: use default, smoke, paper, '
-                     'paper_summer2winter')
   return c

@@ -41,7 +41,10 @@ Presets:
 
 import ml_collections
 
-from gcjax import config_base
+from configs import common
+
+PRESETS = ('default', 'smoke', 'online', 'smoke_online', 'paper',
+           'paper_summer2winter')
 
 # OMGD's mapping layers for mobile_resnet_9blocks (model.9/12/15/18): the
 # second downsampling and residual blocks 3, 6, 9.
@@ -100,14 +103,14 @@ def _evals(target: str, image: bool):
   """Evaluators; ``target``: domain B's batch key ('' with a frozen
   teacher: there is no B data, only agreement with the teacher)."""
   data = (target,) if target else ()
-  e = {'cost': config_base.cost_eval(8, 10),
+  e = {'cost': common.cost_eval(8, 10),
        'fid_ref': {'type': 'fid', 'every_steps': 0, 'pred': (),
                    'target': 'teacher', 'stats_path': '', 'kid_subsets': 10,
                    'kid_subset_size': 100, 'batch_size': 32, 'limit': 0},
        'lpips': {'type': 'lpips', 'every_steps': 0, 'pred': (),
                  'target': (*data, 'teacher'), 'net': 'alex', 'limit': 0}}
   if image:
-    e['image'] = config_base.image_eval((*data, 'teacher'))
+    e['image'] = common.image_eval((*data, 'teacher'))
   if target:
     e['fid'] = {'type': 'fid', 'every_steps': 0, 'pred': (),
                 'target': target, 'stats_path': '', 'kid_subsets': 10,
@@ -115,10 +118,9 @@ def _evals(target: str, image: bool):
   return ml_collections.ConfigDict(e)
 
 
-def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
+def build(kind: str, preset: str) -> ml_collections.ConfigDict:
   """The CycleGAN OMGD config with ``mi.kind = kind`` and a preset."""
-  preset = preset or 'default'
-  c = config_base.base()
+  c = common.base()
   c.method = 'omgd'
   c.omgd = ml_collections.ConfigDict({'task': 'cyclegan'})
   c.data = photos(resolution=32, batch_size=4)
@@ -133,15 +135,15 @@ def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
       # At 32x32 the first two VGG layers carry the texture; VGG only runs
       # up to the deepest layer asked for.
       'style_layers': ('relu1_2', 'relu2_2')})
-  c.mi = config_base.mi(kind)
+  c.mi = common.mi(kind)
   c.mi.positive = 'teacher'
   c.mi.ebm_pool = 2
   c.total_steps = 300
   c.optim = ml_collections.ConfigDict({
-      'g': config_base.adam(2e-4, decay='linear', decay_start=150),
-      'd': config_base.adam(2e-4, decay='linear', decay_start=150),
+      'g': common.adam(2e-4, decay='linear', decay_start=150),
+      'd': common.adam(2e-4, decay='linear', decay_start=150),
       # A short CPU budget: a higher student rate than OMGD's 2e-4.
-      's': config_base.adam(1e-3, decay='linear', decay_start=150)})
+      's': common.adam(1e-3, decay='linear', decay_start=150)})
   c.log_every = 25
   c.ckpt_every = 300
   c.sample_every = 0
@@ -170,7 +172,7 @@ def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
     c.loss.style_layers = ('relu1_2',)
     if preset == 'smoke':  # VGG losses: exercised by smoke_online instead.
       c.loss.style = c.loss.perceptual = 0.0
-    config_base.smoke_mi(c.mi)
+    common.smoke_mi(c.mi)
     c.total_steps = 2
     decay_at(1)
     c.log_every = c.ckpt_every = 1
@@ -178,11 +180,11 @@ def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
     c.eval_batch_size = 8
     # Only the image evaluator: cost and FID would triple the compile time.
     c.evals = ml_collections.ConfigDict(
-        {'image': config_base.image_eval(('teacher',))})
+        {'image': common.image_eval(('teacher',))})
     if preset == 'smoke':
       c.data = photos(resolution=16, batch_size=8, crops_per_image=2)
     else:
-      c.data = config_base.edges2fashion(resolution=16, batch_size=8,
+      c.data = common.edges2fashion(resolution=16, batch_size=8,
                                          train_limit=32, test_limit=8)
       c.cyclegan.domains = ('src', 'tgt')
       c.evals.image.target = ('tgt', 'teacher')
@@ -191,7 +193,7 @@ def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
       c.loss.feature_layers = ('down1', 'block1')
   elif preset == 'online':
     c.optim.s.lr = 2e-4
-    c.data = config_base.edges2fashion(resolution=32, batch_size=8)
+    c.data = common.edges2fashion(resolution=32, batch_size=8)
     c.cyclegan.domains = ('src', 'tgt')
     c.teacher = generator('mobile', 32)
     c.student = generator('mobile', 8)
@@ -221,11 +223,18 @@ def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
     c.eval_batch_size = 8
     c.evals = _evals('b', image=False)
     c.evals.cost.latency_batch = 4
-  else:
-    raise ValueError(f'Unknown preset {preset!r}: use default, smoke, '
-                     'online, smoke_online, paper, paper_summer2winter')
   return c
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  return build('none', arg)
+def get_config(arg: str | None = None, *, mi: str = 'none',
+               source: str = __file__) -> ml_collections.ConfigDict:
+  """The config for ``arg`` = ``[preset][,mi=KIND]``.
+
+  Args:
+    arg: the ``:arg`` of ``--config`` (see ``common.parse_arg``).
+    mi: the default ``mi.kind`` (the thin VEM/VID/CRD files change it).
+    source: the config file named in errors.
+  """
+  arg = common.parse_arg(arg, presets=PRESETS, source=source, mi=mi)
+  common.check_choice(arg, 'mi', common.MI_KINDS, source)
+  return build(arg.mi, arg.preset)

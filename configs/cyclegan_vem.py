@@ -19,8 +19,10 @@ other settings: see cyclegan_omgd.py.
 
 import ml_collections
 
-from gcjax import config_base
+from configs import cyclegan_omgd
+
+PRESETS = cyclegan_omgd.PRESETS
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  return config_base.sibling('cyclegan_omgd', __file__).build('vem', arg)
+  return cyclegan_omgd.get_config(arg, mi='vem', source=__file__)

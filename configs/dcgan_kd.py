@@ -36,12 +36,14 @@ Presets:
 
 import ml_collections
 
-from gcjax import config_base
+from configs import common
+
+PRESETS = ('default', 'd8', 'smoke', 'paper')
 
 
 def kd_base() -> ml_collections.ConfigDict:
   """Every ``kd`` key with its default; the experiment files adjust it."""
-  c = config_base.base()
+  c = common.base()
   c.method = 'kd'
   c.teacher = ml_collections.ConfigDict({
       # A gcjax.teachers spec: 'pretrained:face_dcgan', 'run:<workdir>' (a
@@ -59,19 +61,21 @@ def kd_base() -> ml_collections.ConfigDict:
       'adversarial': 'vanilla',  # vanilla (NS-GAN) | wgan-gp
       'gp_weight': 10.0, 'n_critic': 1})
   c.optim = ml_collections.ConfigDict({
-      's': config_base.adam(2e-4, decay='none'),
-      'd': config_base.adam(2e-4, decay='none')})
+      's': common.adam(2e-4, decay='none'),
+      'd': common.adam(2e-4, decay='none')})
   # The MI add-on (VEM paper): none | vem | vid | crd; t+ is always the
   # teacher's image of the student's z here.
-  c.mi = config_base.mi('none')
+  c.mi = common.mi('none')
   c.mi.positive = 'teacher'
   return c
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  preset = arg or 'default'
+  arg = common.parse_arg(arg, presets=PRESETS, source=__file__, mi='none')
+  common.check_choice(arg, 'mi', common.MI_KINDS, __file__)
+  preset = arg.preset
   c = kd_base()
-  c.data = config_base.no_data(batch_size=32, eval_rows=256)
+  c.data = common.no_data(batch_size=32, eval_rows=256)
   c.total_steps = 600
   c.log_every = 50
   c.ckpt_every = 300
@@ -81,34 +85,32 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'fid': {'type': 'fid', 'every_steps': 0, 'pred': (),
               'target': 'teacher',
               'batch_size': 32, 'kid_subset_size': 128},
-      'image': config_base.image_eval(('teacher',)),
+      'image': common.image_eval(('teacher',)),
       'laplacian': {'type': 'laplacian', 'every_steps': 0, 'pred': (),
                     'target': (), 'limit': 0},
-      'cost': config_base.cost_eval(64, 10),
+      'cost': common.cost_eval(64, 10),
   })
   if preset == 'default':
     pass
   elif preset == 'd8':
     c.student.d = 8
   elif preset == 'smoke':
-    c.data = config_base.no_data(batch_size=8, eval_rows=16)
+    c.data = common.no_data(batch_size=8, eval_rows=16)
     c.student.d = 4
     c.disc.d = 4
     c.total_steps = 3
     c.log_every = c.ckpt_every = 3
     c.n_samples = 2
     c.eval_batch_size = 8
-    config_base.smoke_mi(c.mi)
+    common.smoke_mi(c.mi)
     c.evals = ml_collections.ConfigDict({
-        'image': config_base.image_eval(('teacher',)),
-        'cost': config_base.cost_eval(2, 2)})
+        'image': common.image_eval(('teacher',)),
+        'cost': common.cost_eval(2, 2)})
   elif preset == 'paper':
-    c.data = config_base.no_data(batch_size=64, eval_rows=2048)
+    c.data = common.no_data(batch_size=64, eval_rows=2048)
     c.total_steps = 20_000
     c.ckpt_every = 2000
     c.sample_every = 2000
     c.evals.fid.kid_subset_size = 1000
-  else:
-    raise ValueError(f'Unknown preset {preset!r}: use default, d8, smoke, '
-                     'paper')
+  c.mi.kind = arg.mi
   return c

@@ -25,7 +25,9 @@ Presets:
 
 import ml_collections
 
-from gcjax import config_base
+from configs import common
+
+PRESETS = ('default', 'wgan', 'smoke', 'paper')
 
 
 def fashion(resolution=32, channels=1, batch_size=64, limit=-1,
@@ -40,8 +42,8 @@ def fashion(resolution=32, channels=1, batch_size=64, limit=-1,
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  preset = arg or 'default'
-  c = config_base.base()
+  preset = common.parse_arg(arg, presets=PRESETS, source=__file__).preset
+  c = common.base()
   c.method = 'gan'
   c.gan = ml_collections.ConfigDict({'flavor': 'dcgan'})
   c.data = fashion()
@@ -52,8 +54,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                       'gp_weight': 10.0, 'n_critic': 1})
   c.total_steps = 2000
   c.optim = ml_collections.ConfigDict({
-      'g': config_base.adam(2e-4, decay='none'),
-      'd': config_base.adam(2e-4, decay='none')})
+      'g': common.adam(2e-4, decay='none'),
+      'd': common.adam(2e-4, decay='none')})
   c.log_every = 100
   c.ckpt_every = 1000
   c.n_samples = 16
@@ -62,7 +64,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'fid': {'type': 'fid', 'every_steps': 0, 'pred': (), 'target': 'img',
               'batch_size': 50, 'limit': 1000, 'kid_subset_size': 500},
       'is': {'type': 'is', 'every_steps': 0, 'pred': (), 'limit': 5000},
-      'cost': config_base.cost_eval(64, 10),
+      'cost': common.cost_eval(64, 10),
   })
   if preset == 'default':
     pass
@@ -71,8 +73,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.loss.n_critic = 5
     c.disc.norm = 'layer'
     c.data.batch_size = 5 * 64
-    c.optim.g = config_base.adam(1e-4, b1=0.5, b2=0.9, decay='none')
-    c.optim.d = config_base.adam(1e-4, b1=0.5, b2=0.9, decay='none')
+    c.optim.g = common.adam(1e-4, b1=0.5, b2=0.9, decay='none')
+    c.optim.d = common.adam(1e-4, b1=0.5, b2=0.9, decay='none')
   elif preset == 'smoke':
     c.data = fashion(batch_size=8, limit=64, test_limit=16)
     c.generator.d = c.disc.d = 4
@@ -81,19 +83,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.n_samples = 4
     c.eval_batch_size = 8
     c.evals = ml_collections.ConfigDict({
-        'cost': config_base.cost_eval(2, 2)})
+        'cost': common.cost_eval(2, 2)})
   elif preset == 'paper':
     c.data = fashion(batch_size=5 * 64)
     c.generator.d = c.disc.d = 256
     c.loss.adversarial = 'wgan-gp'
     c.loss.n_critic = 5
     c.disc.norm = 'layer'
-    c.optim.g = config_base.adam(1e-4, b1=0.5, b2=0.9, decay='none')
-    c.optim.d = config_base.adam(1e-4, b1=0.5, b2=0.9, decay='none')
+    c.optim.g = common.adam(1e-4, b1=0.5, b2=0.9, decay='none')
+    c.optim.d = common.adam(1e-4, b1=0.5, b2=0.9, decay='none')
     c.total_steps = 100_000
     c.ckpt_every = 5000
     c.evals.fid.limit = 10_000
-  else:
-    raise ValueError(f'Unknown preset {preset!r}: use default, wgan, smoke, '
-                     'paper')
   return c

@@ -21,18 +21,23 @@ Presets:
     1500 steps, FID vs 512 real test images, domain IS and sharpness on
     2000 samples: several minutes on 2 CPU cores.
   smoke: a randomly initialised d=8 teacher (``teacher.init=''``; pass
-    ``--config.teacher.init=run:<workdir>`` to use a real one), student d=4, 3 steps, cost + agreement evaluators only.
+    ``--config.teacher.init=run:<workdir>`` to use a real one), student
+    d=4, 3 steps, cost + agreement evaluators only.
 """
 
 import ml_collections
 
-from gcjax import config_base
+from configs import common, dcgan_kd
+from configs import dcgan_teacher as teacher
+
+PRESETS = ('default', 'smoke')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  preset = arg or 'default'
-  c = config_base.sibling('dcgan_kd', __file__).kd_base()
-  teacher = config_base.sibling('dcgan_teacher', __file__)
+  arg = common.parse_arg(arg, presets=PRESETS, source=__file__, mi='none')
+  common.check_choice(arg, 'mi', common.MI_KINDS, __file__)
+  preset = arg.preset
+  c = dcgan_kd.kd_base()
   # Required: pass --config.teacher.init=run:<workdir> (a dcgan_teacher.py
   # run); the placeholder fails with an error that names it.
   c.teacher.init = 'run:<workdir of a dcgan_teacher.py run>'
@@ -53,7 +58,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                     'target': ('img',), 'limit': 2000},
       'image': {'type': 'image', 'every_steps': 0, 'pred': (),
                 'target': ('teacher',), 'limit': 2000},
-      'cost': config_base.cost_eval(64, 10),
+      'cost': common.cost_eval(64, 10),
   })
   if preset == 'default':
     pass
@@ -67,10 +72,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.log_every = c.ckpt_every = 3
     c.n_samples = 2
     c.eval_batch_size = 8
-    config_base.smoke_mi(c.mi)
+    common.smoke_mi(c.mi)
     c.evals = ml_collections.ConfigDict({
-        'image': config_base.image_eval(('teacher',)),
-        'cost': config_base.cost_eval(2, 2)})
-  else:
-    raise ValueError(f'Unknown preset {preset!r}: use default, smoke')
+        'image': common.image_eval(('teacher',)),
+        'cost': common.cost_eval(2, 2)})
+  c.mi.kind = arg.mi
   return c

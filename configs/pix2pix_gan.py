@@ -17,15 +17,17 @@ Presets:
 
 import ml_collections
 
-from gcjax import config_base
+from configs import common
+
+PRESETS = ('default', 'smoke', 'paper')
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  preset = arg or 'default'
-  c = config_base.base()
+  preset = common.parse_arg(arg, presets=PRESETS, source=__file__).preset
+  c = common.base()
   c.method = 'gan'
   c.gan = ml_collections.ConfigDict({'flavor': 'pix2pix'})
-  c.data = config_base.edges2fashion(resolution=32, batch_size=16)
+  c.data = common.edges2fashion(resolution=32, batch_size=16)
   c.generator = ml_collections.ConfigDict(
       {'ngf': 32, 'norm': 'batch', 'dropout': 0.5, 'n_res': 0,
        # A gcjax.teachers spec to warm-start from ('' = random init).
@@ -36,19 +38,19 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                                       'lambda_l1': 100.0})
   c.total_steps = 1500
   c.optim = ml_collections.ConfigDict({
-      'g': config_base.adam(2e-4, decay='linear', decay_start=750),
-      'd': config_base.adam(2e-4, decay='linear', decay_start=750)})
+      'g': common.adam(2e-4, decay='linear', decay_start=750),
+      'd': common.adam(2e-4, decay='linear', decay_start=750)})
   c.log_every = 50
   c.ckpt_every = 500
   c.sample_every = 500
   c.evals = ml_collections.ConfigDict({
-      'image': config_base.image_eval(('tgt',)),
-      'cost': config_base.cost_eval(16, 10),
+      'image': common.image_eval(('tgt',)),
+      'cost': common.cost_eval(16, 10),
   })
   if preset == 'default':
     pass
   elif preset == 'smoke':
-    c.data = config_base.edges2fashion(resolution=16, batch_size=8,
+    c.data = common.edges2fashion(resolution=16, batch_size=8,
                                        train_limit=64, test_limit=16)
     c.generator.ngf = 4
     c.disc.ndf = 4
@@ -77,6 +79,4 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.ckpt_every = 5000
     c.sample_every = 5000
     c.eval_batch_size = 16
-  else:
-    raise ValueError(f'Unknown preset {preset!r}: use default, smoke, paper')
   return c

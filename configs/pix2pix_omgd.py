@@ -21,16 +21,17 @@ Presets:
 
 import ml_collections
 
-from gcjax import config_base
+from configs import common
+
+PRESETS = ('default', 'smoke', 'paper')
 
 
-def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
+def build(kind: str, preset: str) -> ml_collections.ConfigDict:
   """The OMGD config with ``mi.kind = kind`` and the given preset."""
-  preset = preset or 'default'
-  c = config_base.base()
+  c = common.base()
   c.method = 'omgd'
   c.omgd = ml_collections.ConfigDict({'task': 'pix2pix'})
-  c.data = config_base.edges2fashion(resolution=32, batch_size=16)
+  c.data = common.edges2fashion(resolution=32, batch_size=16)
   c.teacher = ml_collections.ConfigDict(
       {'ngf': 32, 'norm': 'batch', 'dropout': 0.5, 'n_res': 0,
        # gcjax.teachers spec: warm-start the online teacher ('' = random).
@@ -54,18 +55,18 @@ def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
       # OMGD uses relu1_2 .. relu4_3; at 32x32 the first two carry the
       # texture and cost a fraction (VGG runs only up to the deepest layer).
       'style_layers': ('relu1_2', 'relu2_2')})
-  c.mi = config_base.mi(kind)
+  c.mi = common.mi(kind)
   c.total_steps = 1000
   c.optim = ml_collections.ConfigDict({
-      'g': config_base.adam(2e-4, decay='linear', decay_start=500),
-      'd': config_base.adam(2e-4, decay='linear', decay_start=500),
-      's': config_base.adam(2e-4, decay='linear', decay_start=500)})
+      'g': common.adam(2e-4, decay='linear', decay_start=500),
+      'd': common.adam(2e-4, decay='linear', decay_start=500),
+      's': common.adam(2e-4, decay='linear', decay_start=500)})
   c.log_every = 50
   c.ckpt_every = 500
   c.sample_every = 500
   c.evals = ml_collections.ConfigDict({
-      'image': config_base.image_eval(('tgt', 'teacher')),
-      'cost': config_base.cost_eval(16, 10),
+      'image': common.image_eval(('tgt', 'teacher')),
+      'cost': common.cost_eval(16, 10),
       'fid': {'type': 'fid', 'every_steps': 0, 'pred': (), 'target': 'tgt',
               'stats_path': '', 'kid_subsets': 10, 'kid_subset_size': 500,
               'batch_size': 32, 'limit': 200, 'repeats': 1},
@@ -79,12 +80,12 @@ def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
     c.loss.style = 0.0
     c.loss.perceptual = 0.0
   elif preset == 'smoke':
-    c.data = config_base.edges2fashion(resolution=16, batch_size=8,
+    c.data = common.edges2fashion(resolution=16, batch_size=8,
                                        train_limit=64, test_limit=16)
     c.teacher.ngf, c.student.ngf, c.disc.ndf = 4, 2, 4
     c.teacher_deep.ngf = 2
     c.loss.feature_layers = ('down1', 'up1')
-    config_base.smoke_mi(c.mi)
+    common.smoke_mi(c.mi)
     c.total_steps = 3
     for o in c.optim.values():
       o.decay_start = 1
@@ -117,10 +118,18 @@ def build(kind: str, preset: str | None) -> ml_collections.ConfigDict:
     c.sample_every = 5000
     c.eval_batch_size = 16
     c.evals.fid.limit = 0
-  else:
-    raise ValueError(f'Unknown preset {preset!r}: use default, smoke, paper')
   return c
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  return build('none', arg)
+def get_config(arg: str | None = None, *, mi: str = 'none',
+               source: str = __file__) -> ml_collections.ConfigDict:
+  """The config for ``arg`` = ``[preset][,mi=KIND]``.
+
+  Args:
+    arg: the ``:arg`` of ``--config`` (see ``common.parse_arg``).
+    mi: the default ``mi.kind`` (the thin VEM/VID/CRD files change it).
+    source: the config file named in errors.
+  """
+  arg = common.parse_arg(arg, presets=PRESETS, source=source, mi=mi)
+  common.check_choice(arg, 'mi', common.MI_KINDS, source)
+  return build(arg.mi, arg.preset)

@@ -10,8 +10,10 @@ Presets and all other settings: see pix2pix_omgd.py.
 
 import ml_collections
 
-from gcjax import config_base
+from configs import pix2pix_omgd
+
+PRESETS = pix2pix_omgd.PRESETS
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-  return config_base.sibling('pix2pix_omgd', __file__).build('vem', arg)
+  return pix2pix_omgd.get_config(arg, mi='vem', source=__file__)

@@ -13,7 +13,7 @@ model formulations (``transposed``: sub-pixel, the default, or XLA's
 lhs-dilated conv; ``down``: the 4x4 stride-2 convs as they are, or as
 space-to-depth + a 2x2 stride-1 conv on 4x the channels).
 
-  python experiments/bench_conv_cpu.py [--variants=base,onednn,...]
+  python -m experiments.bench_conv_cpu [--variants=base,onednn,...]
       [--res=256] [--iters=5]
 
 Writes experiments/results/bench_conv_cpu.md.
@@ -79,7 +79,6 @@ def _s2d_interceptor(next_fun, args, kwargs, context):
 
 def child(opts: dict, res: int, iters: int) -> dict:
   """Runs in the subprocess: measures one variant, returns a dict."""
-  sys.path.insert(0, ROOT)
   import flax.linen as nn
   import jax
   import jax.numpy as jnp
@@ -94,12 +93,12 @@ def child(opts: dict, res: int, iters: int) -> dict:
     x = jax.random.uniform(jax.random.key(1), (1, res, res, 3), minval=-1.)
     v = m.init({'params': jax.random.key(0), 'dropout': jax.random.key(0)},
                x)
-    fwd = lambda v, x: m.apply(v, x)[0]  # noqa: E731
+    fwd = lambda v, x, m=m: m.apply(v, x)[0]  # noqa: E731
     macs = cost.count_macs(fwd, v, x)['true']
     if opts.get('down') == 's2d':
       ref = jax.jit(fwd)(v, x)
 
-      def fwd(v, x):  # noqa: F811
+      def fwd(v, x, m=m):  # noqa: F811
         with nn.intercept_methods(_s2d_interceptor):
           return m.apply(v, x)[0]
       err = float(jnp.max(jnp.abs(jax.jit(fwd)(v, x) - ref)))
@@ -143,10 +142,12 @@ def main():
     env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') + ' ' + flags).strip()
     env.pop('JAX_COMPILATION_CACHE_DIR', None)
     proc = subprocess.run(
-        [sys.executable, __file__, f'--child={json.dumps(opts)}',
-         f'--res={args.res}', f'--iters={args.iters}'],
-        env=env, capture_output=True, text=True, check=False)
-    line = [l for l in proc.stdout.splitlines() if l.startswith('RESULT ')]
+        [sys.executable, '-m', 'experiments.bench_conv_cpu',
+         f'--child={json.dumps(opts)}', f'--res={args.res}',
+         f'--iters={args.iters}'],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    line = [ln for ln in proc.stdout.splitlines()
+            if ln.startswith('RESULT ')]
     if proc.returncode or not line:
       err = (proc.stderr.strip().splitlines() or ['no output'])[-1]
       rows.append(f'| {name} | `{flags or "-"}` | failed: {err[:120]} |'

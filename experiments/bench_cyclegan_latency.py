@@ -4,24 +4,20 @@ Batch 1 at 256x256 on the default backend (CPU here), jitted, 3 warm-up
 calls, median of 10. Weights are random (filled from numpy: latency does not
 depend on their values). Prints a markdown table.
 
-  python experiments/bench_cyclegan_latency.py [--size 256] [--iters 10]
+  python -m experiments.bench_cyclegan_latency [--size 256] [--iters 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
-
-from gcjax.metrics import cost  # noqa: E402
-from gcjax.models import resnet  # noqa: E402
+from gcjax.metrics import cost
+from gcjax.models import resnet
 
 
 def random_variables(module, x):

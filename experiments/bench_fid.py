@@ -3,22 +3,17 @@
 Times `gcjax.metrics.fid.inception_fn` on random 299x299x3 batches (no
 resize) after one warm-up call, and prints one line per device kind:
 
-  PYTHONPATH=. python experiments/bench_fid.py --batch_size 32 --steps 5
+  python -m experiments.bench_fid --batch_size 32 --steps 5
 """
 
 import argparse
-import os
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
-
-from gcjax.metrics import fid  # noqa: E402
+from gcjax.metrics import fid
 
 
 def main():

@@ -1,9 +1,9 @@
 """Resume overhead, checkpoint save/restore time, and kill -9 resume checks.
 
 Usage:
-  python experiments/bench_resume.py save      # default VEM state save time
-  python experiments/bench_resume.py resume    # restart -> first new step
-  python experiments/bench_resume.py kills --n 10   # random kill points
+  python -m experiments.bench_resume save      # default VEM state save time
+  python -m experiments.bench_resume resume    # restart -> first new step
+  python -m experiments.bench_resume kills --n 10   # random kill points
 
 ``save`` builds the state of ``configs/pix2pix_vem.py`` (default preset) and
 times ``Checkpointer.save`` and ``restore``. ``resume`` runs the VEM smoke
@@ -30,7 +30,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 
 def _env(cache: str, devices: int = 8) -> dict[str, str]:
@@ -43,9 +42,8 @@ def _env(cache: str, devices: int = 8) -> dict[str, str]:
 
 
 def _load_config(name: str, preset: str | None):
-  from gcjax import config_base
-  return config_base.sibling(name, os.path.join(ROOT, 'configs', 'x.py')
-                             ).get_config(preset)
+  import importlib
+  return importlib.import_module(f'configs.{name}').get_config(preset)
 
 
 def bench_save(repeats: int) -> None:

@@ -9,35 +9,30 @@ Measures, in one process (so the ratios are comparable):
    rate (a 4096^2 ``jnp.dot``).
 
 Usage:
-  python experiments/bench_vem_step.py [--res 32] [--batch 16] [--steps 5]
+  python -m experiments.bench_vem_step [--res 32] [--batch 16] [--steps 5]
       [--teacher_ngf 32] [--student_ngf 8] [--fwd_res 256]
 Writes experiments/results/bench_vem_step.md (and prints it).
 """
 
 import argparse
 import os
-import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
-
-from gcjax import config_base, sharding  # noqa: E402
-from gcjax.methods import omgd  # noqa: E402
-from gcjax.metrics import cost  # noqa: E402
-from gcjax.models import unet  # noqa: E402
+from configs import pix2pix_omgd
+from gcjax import sharding
+from gcjax.methods import omgd
+from gcjax.metrics import cost
+from gcjax.models import unet
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def step_time(kind, args):
-  mod = config_base.sibling('pix2pix_omgd', os.path.join(HERE, '..',
-                                                         'configs', 'x.py'))
-  c = mod.build(kind, 'default')
+  c = pix2pix_omgd.build(kind, 'default')
   c.data.args.resolution = args.res
   c.teacher.ngf, c.student.ngf = args.teacher_ngf, args.student_ngf
   c.mi.ebm_pool, c.mi.ebm_ch = args.ebm_pool, args.ebm_ch

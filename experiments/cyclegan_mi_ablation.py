@@ -3,10 +3,11 @@
 none / vid / crd / vem on the ``cyclegan_omgd.py`` default preset (the
 pretrained vintagify teacher distilled into the MobileResNet ngf 16 student
 on 32x32 photo crops), 3 seeds each, the same budget. A thin front end of
-``mi_ablation.py`` (same flags; ``--set`` overrides pass through):
+``mi_ablation.py`` (same flags; ``--config.*`` overrides apply to
+every run):
 
-  python experiments/cyclegan_mi_ablation.py [--seeds=0,1,2] [--set ...]
-      [--drop_evals=fid_ref,lpips]
+  python -m experiments.cyclegan_mi_ablation [--seeds=0,1,2] \\
+      [--config.KEY=VALUE ...] [--drop_evals=fid_ref,lpips]
 
 Writes experiments/results/cyclegan_omgd_mi_ablation.{md,json,png}: mean ±
 std over seeds of the student's agreement with the teacher on the held-out
@@ -14,14 +15,11 @@ photos (L1, PSNR, SSIM; LPIPS and FID/KID vs teacher outputs unless
 dropped).
 """
 
-import os
-import sys
+from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from experiments import mi_ablation
 
-import mi_ablation  # noqa: E402
+flags.adopt_module_key_flags(mi_ablation)
 
 if __name__ == '__main__':
-  if not any(a.startswith('--config') for a in sys.argv[1:]):
-    sys.argv.insert(1, '--config=configs/cyclegan_omgd.py')
-  mi_ablation.main()
+  mi_ablation.run('configs/cyclegan_omgd.py')

@@ -7,10 +7,19 @@ same steps and batch), then writes a markdown table and a PNG plot of FID
 (vs real test images), domain Inception Score and variance of the Laplacian
 against the student's parameter count.
 
-Run (the teacher is trained first unless --teacher_export is given):
-  python experiments/fashion_kd_sweep.py --steps=300 --teacher_steps=1000
-  python experiments/fashion_kd_sweep.py \\
+Run from the repository root (the teacher is trained first unless
+--teacher_export is given):
+  python -m experiments.fashion_kd_sweep --steps=300 --teacher_steps=1000
+  python -m experiments.fashion_kd_sweep \\
       --teacher_export=runs/t/export --student_ds=2,4,8,16
+  python -m experiments.fashion_kd_sweep --config.optim.s.lr=1e-3 \\
+      --teacher_config.loss.adversarial=wgan-gp
+
+Student runs start from ``--config`` (default ``configs/fashion_kd.py``),
+the teacher run from ``--teacher_config`` (``configs/dcgan_teacher.py``);
+both take ``:preset`` and ``--config.*`` / ``--teacher_config.*``
+overrides. The sweep's own flags (--steps, --student_ds, ...) are applied
+on top.
 
 Runs are kept under --workdir; a run with a results.json is not redone, so
 an interrupted sweep resumes. Output: --out (markdown) and the PNG next to
@@ -19,20 +28,24 @@ it.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
-import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
+from ml_collections import config_flags
+
+from gcjax import cli, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-  sys.path.insert(0, ROOT)
-
-from gcjax import config_base, train  # noqa: E402
-
 FLAGS = flags.FLAGS
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Student (kd) config file, optionally with :preset '
+    '(default configs/fashion_kd.py).', lock_config=True)
+_TEACHER_CONFIG = config_flags.DEFINE_config_file(
+    'teacher_config', None, 'Teacher (gan/dcgan) config file, optionally '
+    'with :preset (default configs/dcgan_teacher.py).', lock_config=True)
 flags.DEFINE_string('workdir', 'runs/fashion_kd_sweep', 'Root of the runs.')
 flags.DEFINE_string('out', os.path.join(ROOT, 'experiments', 'results',
                                         'fashion_kd_sweep.md'),
@@ -55,12 +68,6 @@ COLORS = {'mse': (31, 119, 180), 'joint': (214, 39, 40),
           'real': (148, 103, 189)}
 
 
-def _configs():
-  here = os.path.join(ROOT, 'configs', 'fashion_kd.py')
-  return (config_base.sibling('dcgan_teacher', here),
-          config_base.sibling('fashion_kd', here))
-
-
 def _run(config, workdir: str) -> dict:
   path = os.path.join(workdir, 'results.json')
   if os.path.exists(path):
@@ -81,20 +88,20 @@ def _set_evals(c) -> None:
 
 def sweep() -> tuple[dict, list[dict]]:
   """Runs the grid; returns (teacher row, student rows)."""
-  teacher_cfg, kd_cfg = _configs()
   export = FLAGS.teacher_export
   if not export:
-    c = teacher_cfg.get_config()
+    c = copy.deepcopy(_TEACHER_CONFIG.value)
     c.generator.d = c.disc.d = FLAGS.teacher_d
     c.total_steps = FLAGS.teacher_steps
-    c.evals = {'cost': c.evals.cost.to_dict()}
+    with c.unlocked():
+      c.evals = {'cost': c.evals.cost.to_dict()}
     t_dir = os.path.join(FLAGS.workdir, f'teacher_d{FLAGS.teacher_d}')
     _run(c, t_dir)
     export = os.path.join(t_dir, 'export')
   rows, teacher = [], None
   for kind in FLAGS.kinds:
     for d in (int(x) for x in FLAGS.student_ds):
-      c = kd_cfg.get_config()
+      c = copy.deepcopy(_CONFIG.value)
       c.teacher.init = f'run:{export}'
       c.student.d = d
       c.loss.kind = kind
@@ -211,4 +218,7 @@ def main(argv) -> None:
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main, 'experiments.fashion_kd_sweep', defaults=[
+      f'--config={os.path.join(ROOT, "configs", "fashion_kd.py")}',
+      '--teacher_config='
+      f'{os.path.join(ROOT, "configs", "dcgan_teacher.py")}'])

@@ -4,31 +4,46 @@ Runs ``gcjax.train.run`` for every (mi.kind, seed) pair of a distillation
 config at the same budget, then writes a markdown table (mean ± std of the
 student's test metrics) and a PNG bar chart.
 
-Usage:
-  python experiments/mi_ablation.py --config=configs/pix2pix_omgd.py \\
-      [--preset=default] [--kinds=none,vid,crd,vem] [--seeds=0,1,2] \\
-      [--set loss.style=0 --set total_steps=800 ...] [--drop_evals=fid,lpips]
-      [--out=experiments/results]
+Usage (from the repository root):
+  python -m experiments.mi_ablation \\
+      --config=configs/pix2pix_omgd.py[:preset] \\
+      [--kinds=none,vid,crd,vem] [--seeds=0,1,2] \\
+      [--config.loss.style=0 --config.total_steps=800 ...] \\
+      [--drop_evals=fid,lpips] [--out=experiments/results]
 
-``--set key=value`` overrides config fields for every run (values parsed as
-Python literals). Each run's workdir is kept under ``<out>/runs/``; a run
-that already finished (results.json present) is not repeated, so the sweep
-can be resumed.
+``--config`` defaults to ``configs/pix2pix_omgd.py`` (default preset);
+``--config.*`` overrides set config fields for every run (the config is
+locked: a misspelled key is an error). ``mi.kind`` and ``seed`` are set per
+run. Each run's workdir is kept under ``<out>/runs/``; a run that already
+finished (results.json present) is not repeated, so the sweep can be
+resumed. Bad input is one line and exit status 2 (``--verbose`` for the
+traceback).
 """
 
-import argparse
-import ast
+import copy
 import json
 import os
 import sys
 import time
 
 import numpy as np
+from absl import flags, logging
+from ml_collections import config_flags
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
-    __file__))))
+from gcjax import cli, train
 
-from gcjax import config_base, train  # noqa: E402
+DEFAULT_CONFIG = 'configs/pix2pix_omgd.py'
+_CONFIG = config_flags.DEFINE_config_file(
+    'config', None, 'Distillation config file, optionally with :preset.',
+    lock_config=True)
+_KINDS = flags.DEFINE_list('kinds', ['none', 'vid', 'crd', 'vem'],
+                           'mi.kind values.')
+_SEEDS = flags.DEFINE_list('seeds', ['0', '1', '2'], 'Seeds.')
+_OUT = flags.DEFINE_string('out', 'experiments/results', 'Output folder.')
+_NAME = flags.DEFINE_string('name', '', 'Result name (default: the config '
+                            'file name).')
+_DROP = flags.DEFINE_list('drop_evals', [], 'Evaluator names to skip (e.g. '
+                          'fid).')
 
 # Panels of the bar chart, where the runs report them.
 PLOTTED = ('psnr', 'ssim', 'agree_psnr', 'agree_ssim', 'fid',
@@ -36,31 +51,15 @@ PLOTTED = ('psnr', 'ssim', 'agree_psnr', 'agree_ssim', 'fid',
 HIGHER_IS_BETTER = {'psnr', 'ssim', 'agree_psnr', 'agree_ssim', 'domain_is'}
 
 
-def _set(config, dotted: str, value) -> None:
-  *path, last = dotted.split('.')
-  node = config
-  for p in path:
-    node = node[p]
-  node[last] = value
-
-
-def build_config(path, preset, kind, seed, overrides, drop_evals=()):
-  mod = config_base.sibling(os.path.splitext(os.path.basename(path))[0],
-                            path)
-  c = mod.build(kind, preset) if hasattr(mod, 'build') else mod.get_config(
-      preset)
-  c.mi.kind = kind
-  c.seed = seed
-  for name in drop_evals:
-    if name in c.evals:
-      del c.evals[name]
-  for kv in overrides:
-    k, v = kv.split('=', 1)
-    try:
-      v = ast.literal_eval(v)
-    except (ValueError, SyntaxError):
-      pass
-    _set(c, k, v)
+def build_config(config, kind, seed, drop_evals=()):
+  """A copy of ``config`` with ``mi.kind``, ``seed`` and fewer evaluators."""
+  c = copy.deepcopy(config)
+  with c.unlocked():
+    c.mi.kind = kind
+    c.seed = seed
+    for name in drop_evals:
+      if name in c.evals:
+        del c.evals[name]
   c.lock()
   return c
 
@@ -127,50 +126,52 @@ def plot(summary, metrics, path):
   img.save(path)
 
 
-def main():
-  p = argparse.ArgumentParser()
-  p.add_argument('--config', default='configs/pix2pix_omgd.py')
-  p.add_argument('--preset', default='default')
-  p.add_argument('--kinds', default='none,vid,crd,vem')
-  p.add_argument('--seeds', default='0,1,2')
-  p.add_argument('--set', action='append', default=[], dest='overrides')
-  p.add_argument('--out', default='experiments/results')
-  p.add_argument('--name', default='')
-  p.add_argument('--drop_evals', default='',
-                 help='comma-separated evaluator names to skip (e.g. fid)')
-  args = p.parse_args()
-  name = args.name or os.path.splitext(os.path.basename(args.config))[0]
+def main(argv):
+  del argv
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO.
+  spec = flags.FLAGS['config'].value and config_flags.get_config_filename(
+      flags.FLAGS['config'])
+  path, _, preset = spec.partition(':')
+  name = _NAME.value or os.path.splitext(os.path.basename(path))[0]
+  overrides = config_flags.get_override_values(flags.FLAGS['config'])
+  out_dir = _OUT.value
+  seeds = ','.join(_SEEDS.value)
   rows = {}
   t_start = time.time()
-  for kind in args.kinds.split(','):
-    for seed in [int(s) for s in args.seeds.split(',')]:
-      wd = os.path.join(args.out, 'runs', f'{name}_mi_{kind}_s{seed}')
+  for kind in _KINDS.value:
+    for seed in [int(s) for s in _SEEDS.value]:
+      wd = os.path.join(out_dir, 'runs', f'{name}_mi_{kind}_s{seed}')
       res_path = os.path.join(wd, 'results.json')
       if not os.path.exists(res_path):
         t = time.time()
-        drop = [d for d in args.drop_evals.split(',') if d]
-        train.run(build_config(args.config, args.preset, kind, seed,
-                               args.overrides, drop), wd)
+        train.run(build_config(_CONFIG.value, kind, seed, _DROP.value), wd)
         print(f'{kind} seed {seed}: {time.time() - t:.0f}s', flush=True)
       with open(res_path) as f:
         rows.setdefault(kind, []).append(json.load(f))
   summary = summarize(rows)
-  notes = [f'Config `{args.config}:{args.preset}`, overrides '
-           f'{args.overrides or "none"}, seeds {args.seeds}; student test '
+  notes = [f'Config `{path}:{preset or "default"}`, overrides '
+           f'{overrides or "none"}, seeds {seeds}; student test '
            f'metrics, mean ± std over seeds. Total wall time '
            f'{time.time() - t_start:.0f}s.',
            'Higher is better for psnr/ssim/agree_psnr/agree_ssim; lower for '
            'l1/agree_l1/fid/kid/lpips.']
   md = to_markdown(summary, f'MI ablation: {name}', notes)
-  os.makedirs(args.out, exist_ok=True)
-  with open(os.path.join(args.out, f'{name}_mi_ablation.md'), 'w') as f:
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, f'{name}_mi_ablation.md'), 'w') as f:
     f.write(md)
-  with open(os.path.join(args.out, f'{name}_mi_ablation.json'), 'w') as f:
+  with open(os.path.join(out_dir, f'{name}_mi_ablation.json'), 'w') as f:
     json.dump(summary, f, indent=2)
   plot(summary, PLOTTED,
-       os.path.join(args.out, f'{name}_mi_ablation.png'))
+       os.path.join(out_dir, f'{name}_mi_ablation.png'))
   print(md)
 
 
+def run(default_config: str = DEFAULT_CONFIG) -> None:
+  """Runs :func:`main` with ``--config=default_config`` unless given."""
+  cli.run(main, os.path.basename(sys.argv[0]),
+          defaults=[f'--config={default_config}'])
+
+
 if __name__ == '__main__':
-  main()
+  run()

@@ -1,22 +1,20 @@
 """Pix2Pix MI ablation (VEM paper Tables 1 and 4 in miniature).
 
 none / vid / crd / vem on the default edges2fashion preset, 3 seeds each,
-same budget. A thin front end of ``mi_ablation.py`` (same flags; extra
-``--set`` overrides are passed through):
+same budget. A thin front end of ``mi_ablation.py`` (same flags;
+``--config.*`` overrides apply to every run):
 
-  python experiments/pix2pix_mi_ablation.py [--seeds=0,1,2] [--set ...]
+  python -m experiments.pix2pix_mi_ablation [--seeds=0,1,2] \\
+      [--config=configs/pix2pix_omgd.py:PRESET] [--config.KEY=VALUE ...]
 
 Writes experiments/results/pix2pix_omgd_mi_ablation.{md,json,png}.
 """
 
-import os
-import sys
+from absl import flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from experiments import mi_ablation
 
-import mi_ablation  # noqa: E402
+flags.adopt_module_key_flags(mi_ablation)
 
 if __name__ == '__main__':
-  if not any(a.startswith('--config') for a in sys.argv[1:]):
-    sys.argv.insert(1, '--config=configs/pix2pix_omgd.py')
-  mi_ablation.main()
+  mi_ablation.run('configs/pix2pix_omgd.py')

@@ -9,6 +9,8 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
+from gcjax import errors
+
 
 class Checkpointer:
   """Saves ``(state, meta)`` pairs under ``directory``; resumes the latest.
@@ -45,8 +47,9 @@ class Checkpointer:
     """Restores ``step`` into the structure/shardings of ``abstract_state``.
 
     Raises:
-      ValueError: the checkpoint does not fit the configured state (e.g. it
-        was written by a run with another config); names the directory.
+      errors.UserError: the checkpoint does not fit the configured state
+        (e.g. it was written by a run with another config); names the
+        directory.
     """
     where = f'{self.directory}/{step}'
     _check_stored_shapes(os.path.join(self.directory, str(step), 'state'),
@@ -60,10 +63,12 @@ class Checkpointer:
           args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
                                   meta=ocp.args.JsonRestore()))
     except (ValueError, KeyError, TypeError) as e:
-      raise ValueError(
+      said = ' '.join(str(e).split())
+      raise errors.UserError(
           f'Checkpoint {self.directory}/{step} does not match the state of '
           f'the current config (was it written with another config or '
-          f'model size?). Use a fresh --workdir. Orbax said: {e}') from e
+          f'model size?). Use a fresh --workdir. Orbax said: '
+          f'{said[:300]}') from e
     _check_shapes(out['state'], abstract_state, f'{self.directory}/{step}')
     return out['state'], out['meta']
 
@@ -99,12 +104,12 @@ def _check_stored_shapes(item_dir: str, abstract, where: str) -> None:
             jax.tree_util.tree_flatten_with_path(abstract)[0]}
   for name, shape in wanted.items():
     if name not in stored:
-      raise ValueError(
+      raise errors.UserError(
           f'Checkpoint {where} has no {name} (shape {shape}) that the '
           'current config needs. Use a fresh --workdir for a different '
           'config.')
     if stored[name] != shape:
-      raise ValueError(
+      raise errors.UserError(
           f'Checkpoint {where}: {name} has shape {stored[name]}, the '
           f'current config expects {shape}. Use a fresh --workdir for a '
           'different config.')
@@ -115,7 +120,7 @@ def _check_shapes(restored, abstract, where: str) -> None:
   flat_a = jax.tree.leaves(abstract)
   for (path, r), a in zip(flat_r, flat_a):
     if tuple(r.shape) != tuple(a.shape):
-      raise ValueError(
+      raise errors.UserError(
           f'Checkpoint {where}: {jax.tree_util.keystr(path)} has shape '
           f'{tuple(r.shape)}, the current config expects {tuple(a.shape)}. '
           'Use a fresh --workdir for a different config.')

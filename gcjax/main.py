@@ -13,12 +13,17 @@ Flags:
     ``jax.distributed.initialize()`` where the environment cannot tell them
     (e.g. several CPU processes on one machine); any of them implies
     --multihost.
+  --verbose: print the traceback of bad-input errors too. Without it, bad
+    input (a missing file or preset, a value of the wrong type, a checkpoint
+    of another config) is one line ``gcjax.main: error: ...`` and exit
+    status 2; internal errors always show their traceback.
 """
 
-import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 from ml_collections import config_flags
+
+from gcjax import cli
 
 _CONFIG = config_flags.DEFINE_config_file(
     'config', None, 'Config file, optionally with :preset.', lock_config=True)
@@ -51,13 +56,13 @@ def main(argv):
   workdir = _WORKDIR.value or train.default_workdir(
       config_flags.get_config_filename(flags.FLAGS['config']))
   if jax.process_index() == 0:
-    print(f'gcjax: workdir {workdir}', file=sys.stderr)
+    print(f'gcjax: workdir {workdir}', flush=True)
   logging.info('Config:\n%s', config)
   train.run(config, workdir)
   if jax.process_index() == 0:
-    print(f'gcjax: results in {workdir}/results.md', file=sys.stderr)
+    print(f'gcjax: results in {workdir}/results.md')
 
 
 if __name__ == '__main__':
   flags.mark_flag_as_required('config')
-  app.run(main)
+  cli.run(main, 'gcjax.main')

@@ -7,6 +7,8 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from gcjax import errors
+
 DATA_AXIS = 'data'
 
 
@@ -29,7 +31,7 @@ def check_global_batch(global_batch: int, mesh: Mesh,
   """Raises if the global batch does not split evenly over the mesh."""
   n = mesh.devices.size
   if global_batch <= 0 or global_batch % n:
-    raise ValueError(
+    raise errors.UserError(
         f'{what}={global_batch} must be a positive multiple of the number of '
         f'devices ({n}); try {max(n, (global_batch // n) * n or n)}.')
 

@@ -14,6 +14,7 @@ Flags:
   --out: output path (default: the cache path the evaluator looks for).
   --batch_size, --reservoir: feature batch size and KID reservoir rows.
   --limit: first N images only (match ``evals.fid.limit``).
+  --verbose: tracebacks for bad input too (otherwise one line, exit 2).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ import os
 import sys
 
 import numpy as np
+
+from gcjax import errors
 
 
 def default_path(data_config, split: str, key: str, limit: int = 0) -> str:
@@ -47,7 +50,8 @@ def image_key(arrays) -> str:
   for k in ('tgt', 'img', 'b', 'src'):
     if k in arrays:
       return k
-  raise ValueError(f'no image entry among {sorted(arrays)}')
+  raise errors.UserError(f'no image entry among {sorted(arrays)}; name one '
+                         'with --key')
 
 
 def compute(images_u8: np.ndarray, batch_size: int = 32,
@@ -84,8 +88,8 @@ def main(argv):
     arrays = {k: v[:cfg.data.test_limit] for k, v in arrays.items()}
   key = flags.FLAGS.key or image_key(arrays)
   if key not in arrays:
-    raise ValueError(f'--key={key!r} is not in split {split!r} '
-                     f'(has {sorted(arrays)})')
+    raise errors.UserError(f'--key={key!r} is not in split {split!r} '
+                           f'(has {sorted(arrays)})')
   limit = flags.FLAGS.limit
   out = flags.FLAGS.out or default_path(cfg.data, split, key, limit)
   images = arrays[key][:limit] if limit > 0 else arrays[key]
@@ -97,8 +101,10 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  from absl import app, flags
+  from absl import flags
   from ml_collections import config_flags
+
+  from gcjax import cli
   config_flags.DEFINE_config_file('config', None, 'Experiment config.',
                                   lock_config=True)
   flags.DEFINE_string('split', '', 'Dataset split (default: test split).')
@@ -109,4 +115,4 @@ if __name__ == '__main__':
   flags.DEFINE_integer('limit', 0, 'Use the first N images (0: all); match '
                        'the fid evaluator\'s limit.')
   flags.mark_flag_as_required('config')
-  app.run(main)
+  cli.run(main, 'gcjax.stats')

@@ -20,7 +20,7 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.expanduser(
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
 
 import argparse  # noqa: E402
-import importlib.util  # noqa: E402
+import importlib  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -30,7 +30,6 @@ import jax  # noqa: E402
 
 jax.config.update('jax_threefry_partitionable', False)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Every config file with its seconds-long presets.
 SMOKE = ('pix2pix_gan:smoke', 'pix2pix_omgd:smoke', 'pix2pix_vem:smoke',
          'pix2pix_vid:smoke', 'pix2pix_crd:smoke', 'cyclegan_gan:smoke',
@@ -42,11 +41,7 @@ TIMES = ('latency_ms_', 'first_step_s', 'time/')
 
 def load_config(spec: str):
   name, _, preset = spec.partition(':')
-  path = os.path.join(ROOT, 'configs', f'{name}.py')
-  mod_spec = importlib.util.spec_from_file_location(f'smoke_cfg_{name}', path)
-  mod = importlib.util.module_from_spec(mod_spec)
-  mod_spec.loader.exec_module(mod)
-  return mod.get_config(preset or None)
+  return importlib.import_module(f'configs.{name}').get_config(preset or None)
 
 
 def strip_times(tree):
@@ -57,7 +52,6 @@ def strip_times(tree):
 
 
 def run_one(spec: str) -> dict:
-  sys.path.insert(0, ROOT)
   from gcjax import train
   config = load_config(spec)
   with tempfile.TemporaryDirectory() as workdir:

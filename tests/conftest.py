@@ -11,5 +11,5 @@ os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
 
 import jax  # noqa: E402
 
-# Classic threefry: XLA:CPU compiles it far faster (see config_base.base).
+# Classic threefry: XLA:CPU compiles it far faster (see configs/common.py base).
 jax.config.update('jax_threefry_partitionable', False)

@@ -1,5 +1,6 @@
 """CycleGAN teacher training and distillation: costs, losses, pool, runs."""
 
+import importlib
 import json
 import os
 import tempfile
@@ -10,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
 
-from gcjax import config_base, train
+from gcjax import train
 from gcjax.data import pipeline
 from gcjax.methods import omgd
 from gcjax.methods.gan import cyclegan as gan_cyclegan
@@ -18,13 +19,9 @@ from gcjax.metrics import cost
 from gcjax.models import resnet
 from gcjax.recipes import cycle as cg
 
-CONFIGS = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), 'configs')
-
 
 def _config(name, preset):
-  c = config_base.sibling(name, os.path.join(CONFIGS, 'x.py')).get_config(
-      preset)
+  c = importlib.import_module(f'configs.{name}').get_config(preset)
   c.lock()
   return c
 

@@ -13,16 +13,13 @@ import ml_collections
 import numpy as np
 import pytest
 
-from gcjax import config_base, train
+from configs import common, pix2pix_gan
+from gcjax import train
 from gcjax.objectives import mi as mi_lib
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config(policy: str, nan_at_step: int) -> ml_collections.ConfigDict:
-  mod = config_base.sibling('pix2pix_gan',
-                            os.path.join(ROOT, 'configs', 'x.py'))
-  c = mod.get_config('smoke')   # 4 steps, log and checkpoint every 2
+  c = pix2pix_gan.get_config('smoke')   # 4 steps, log and checkpoint every 2
   c.guard.policy = policy
   c.debug = ml_collections.ConfigDict({'nan_at_step': nan_at_step})
   c.evals = ml_collections.ConfigDict(
@@ -78,8 +75,8 @@ def test_skip_completes_and_counts(tmp_path):
 
 
 def _langevin_grad_norm(grad_clip: float) -> float:
-  section = config_base.mi('vem')
-  config_base.smoke_mi(section)
+  section = common.mi('vem')
+  common.smoke_mi(section)
   section.grad_clip = grad_clip
   shape = (8, 8, 1)
   mi = mi_lib.make_mi_from_config(section, t_shape=shape, s_shape=shape,

@@ -20,18 +20,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from configs import pix2pix_gan
 from gcjax import checkpoint as ckpt_lib
-from gcjax import config_base, sharding, train
 from gcjax import methods as methods_lib
+from gcjax import sharding, train
 from gcjax.data import pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config():
-  mod = config_base.sibling('pix2pix_gan',
-                            os.path.join(ROOT, 'configs', 'x.py'))
-  c = mod.get_config('smoke')
+  c = pix2pix_gan.get_config('smoke')
   c.lock()
   return c
 

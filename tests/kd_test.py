@@ -1,5 +1,6 @@
 """Method kd and gan flavour dcgan: sizes, losses, and smoke runs end to end."""
 
+import importlib
 import json
 import os
 
@@ -8,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gcjax import config_base, evaluators, train
+from gcjax import evaluators, train
 from gcjax.methods import kd
 from gcjax.methods.gan import dcgan as gan_dcgan
 from gcjax.metrics import cost
@@ -18,7 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config(name, preset='smoke', **overrides):
-  mod = config_base.sibling(name, os.path.join(ROOT, 'configs', 'x.py'))
+  mod = importlib.import_module(f'configs.{name}')
   c = mod.get_config(preset)
   for path, value in overrides.items():
     section, key = path.split('.')

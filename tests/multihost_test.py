@@ -19,7 +19,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from gcjax import config_base, train
+from configs import pix2pix_vem
+from gcjax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = 'configs/pix2pix_vem.py:smoke'
@@ -87,9 +88,7 @@ def final_params(workdir: str):
 
 
 def _config():
-  mod = config_base.sibling('pix2pix_vem',
-                            os.path.join(ROOT, 'configs', 'x.py'))
-  c = mod.get_config('smoke')
+  c = pix2pix_vem.get_config('smoke')
   c.lock()
   return c
 

@@ -6,17 +6,14 @@ import chex
 import jax
 import numpy as np
 
-from gcjax import config_base, sharding, train
+from configs import pix2pix_omgd
+from gcjax import sharding, train
 from gcjax.data import pipeline
 from gcjax.methods import omgd
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 
 def _config(kind='vem'):
-  mod = config_base.sibling('pix2pix_omgd', os.path.join(ROOT, 'configs',
-                                                         'x.py'))
-  c = mod.build(kind, 'smoke')
+  c = pix2pix_omgd.build(kind, 'smoke')
   # VGG losses off here: they are exercised by the end-to-end test.
   c.loss.style = 0.0
   c.loss.perceptual = 0.0
@@ -63,9 +60,7 @@ def test_vem_step_sharded_equals_single_device_and_traces_once():
 
 
 def test_vem_smoke_end_to_end(tmp_path):
-  mod = config_base.sibling('pix2pix_omgd', os.path.join(ROOT, 'configs',
-                                                         'x.py'))
-  c = mod.build('vem', 'smoke')
+  c = pix2pix_omgd.build('vem', 'smoke')
   c.lock()
   res = train.run(c, str(tmp_path))
   assert set(res) >= {'teacher', 'student'}

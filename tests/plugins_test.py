@@ -9,23 +9,24 @@ import ml_collections
 import numpy as np
 import pytest
 
-from gcjax import config_base, errors, evaluators, methods, teachers, train
+from configs import common, pix2pix_gan
+from gcjax import errors, evaluators, methods, teachers, train
 
 
 def _toy_config():
-  c = config_base.base()
+  c = common.base()
   c.method = 'plugins.toy_datafree'
-  c.data = config_base.no_data(batch_size=8, eval_rows=16)
+  c.data = common.no_data(batch_size=8, eval_rows=16)
   c.teacher = ml_collections.ConfigDict({'d': 4, 'nz': 8, 'init': ''})
   c.student = ml_collections.ConfigDict({'d': 2})
-  c.optim = ml_collections.ConfigDict({'s': config_base.adam(1e-3)})
+  c.optim = ml_collections.ConfigDict({'s': common.adam(1e-3)})
   c.total_steps = 3
   c.log_every = c.ckpt_every = 3
   c.n_samples = 2
   c.eval_batch_size = 8
   c.evals = ml_collections.ConfigDict({
-      'image': config_base.image_eval(('teacher',)),
-      'cost': config_base.cost_eval(2, 2)})
+      'image': common.image_eval(('teacher',)),
+      'cost': common.cost_eval(2, 2)})
   c.lock()
   return c
 
@@ -64,10 +65,8 @@ def test_data_free_toy_method_runs_without_any_dataset(tmp_path,
 
 
 def test_data_method_without_data_is_refused(tmp_path):
-  c = config_base.sibling('pix2pix_gan', os.path.join(
-      os.path.dirname(os.path.dirname(__file__)), 'configs', 'x.py'
-  )).get_config('smoke')
-  c.data = config_base.no_data(batch_size=8, eval_rows=8)
+  c = pix2pix_gan.get_config('smoke')
+  c.data = common.no_data(batch_size=8, eval_rows=8)
   with pytest.raises(errors.UserError, match=r"gan \(pix2pix\) trains on "
                                              'data'):
     train.run(c, str(tmp_path))

@@ -2,18 +2,19 @@
 
 import numpy as np
 
-from gcjax import config_base, evaluators, sharding, stats
+from configs import common
+from gcjax import evaluators, sharding, stats
 from gcjax.methods.base import no_eval_inputs
 from gcjax.metrics import fid
 
 
 def test_default_path_depends_on_data_split_key_limit():
-  d = config_base.edges2fashion()
+  d = common.edges2fashion()
   p = stats.default_path(d, 'test', 'tgt')
   assert p.endswith('.npz') and 'edges2fashion-test-tgt' in p
   assert p != stats.default_path(d, 'train', 'tgt')
   assert p != stats.default_path(d, 'test', 'tgt', limit=100)
-  d2 = config_base.edges2fashion(resolution=64)
+  d2 = common.edges2fashion(resolution=64)
   assert p != stats.default_path(d2, 'test', 'tgt')
 
 

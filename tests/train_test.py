@@ -1,5 +1,6 @@
 """Trainer end to end on the gan smoke config: outputs, resume, sharding."""
 
+import importlib
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 from ml_collections import config_flags  # noqa: F401
 
 from gcjax import checkpoint as ckpt_lib
-from gcjax import config_base, sharding, train
+from gcjax import sharding, train
 from gcjax.data import pipeline
 from gcjax.methods.gan import pix2pix as gan
 
@@ -20,7 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _config(name='pix2pix_gan', preset='smoke'):
-  mod = config_base.sibling(name, os.path.join(ROOT, 'configs', 'x.py'))
+  mod = importlib.import_module(f'configs.{name}')
   c = mod.get_config(preset)
   c.lock()
   return c

@@ -21,12 +21,17 @@ from typing import Any
 
 import numpy as np
 
+from gcjax import errors
 from gcjax.data import embedded, folders
 
 
 def _paired_folder(split: str, path: str, **kwargs) -> dict[str, np.ndarray]:
   # `path` is the dataset root holding train/ and test/ (pix2pix layout) or
   # the split folder itself.
+  if not os.path.isdir(path):
+    raise FileNotFoundError(
+        f'paired dataset folder {path} does not exist; set data.args.path '
+        'to a folder of A|B images (or one with train/ and val/ in it)')
   folder = os.path.join(path, split)
   return folders.load_paired_folder(
       folder if os.path.isdir(folder) else path, **kwargs)
@@ -72,12 +77,12 @@ def load(name: str, split: str, /, **kwargs: Any) -> dict[str, np.ndarray]:
     name -> numpy array; images uint8 [N, H, W, C].
   """
   if name not in LOADERS:
-    raise ValueError(f'unknown data set {name!r}; valid names: '
-                     f'{", ".join(sorted(LOADERS))}')
+    raise errors.UserError(f'unknown data set {name!r}; valid names: '
+                           f'{", ".join(sorted(LOADERS))}')
   if name in ('tfds', 'tfds_unpaired'):
     if 'tfds_name' in kwargs:
       kwargs['name'] = kwargs.pop('tfds_name')
     if not kwargs.get('name'):
-      raise ValueError(f"data set {name!r} needs name=... (the TFDS set), "
-                       "e.g. 'cycle_gan/horse2zebra'")
+      raise errors.UserError(f"data set {name!r} needs name=... (the TFDS "
+                             "set), e.g. 'cycle_gan/horse2zebra'")
   return LOADERS[name](split=split, **kwargs)

@@ -15,6 +15,8 @@ import os
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from gcjax import errors
+
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.webp', '.tif',
                     '.tiff', '.ppm')
 _DIRECTIONS = ('AtoB', 'BtoA')
@@ -25,17 +27,18 @@ def list_images(folder: str) -> list[str]:
 
   Raises:
     FileNotFoundError: `folder` is not a directory.
-    ValueError: `folder` holds no file with an IMAGE_EXTENSIONS suffix.
+    errors.UserError: `folder` holds no file with an IMAGE_EXTENSIONS suffix.
   """
   if not os.path.isdir(folder):
-    raise FileNotFoundError(f'image folder {folder} does not exist')
+    raise FileNotFoundError(f'image folder {folder} does not exist; point '
+                            'the config\'s data.args at the dataset')
   paths = sorted(
       os.path.join(folder, name) for name in os.listdir(folder)
       if name.lower().endswith(IMAGE_EXTENSIONS)
       and os.path.isfile(os.path.join(folder, name)))
   if not paths:
-    raise ValueError(f'image folder {folder} holds no image '
-                     f'({", ".join(IMAGE_EXTENSIONS)})')
+    raise errors.UserError(f'image folder {folder} holds no image '
+                           f'({", ".join(IMAGE_EXTENSIONS)})')
   return paths
 
 
@@ -45,19 +48,26 @@ def read_rgb(path: str) -> Image.Image:
   Grayscale and palette images are converted to RGB; RGBA/LA drop alpha.
 
   Raises:
-    ValueError: the file is not a readable image or is truncated; the
+    errors.UserError: the file is not a readable image or is truncated; the
       message names the file.
   """
   try:
     with Image.open(path) as image:
       image.load()  # Decode now: Pillow is lazy and truncation shows here.
       if image.mode.startswith(('I', 'F')):  # 16/32-bit would be clipped.
-        raise ValueError(f'image mode {image.mode} is not 8-bit; convert '
-                         'it to an 8-bit RGB or grayscale image')
+        raise errors.UserError(
+            f'image mode {image.mode} is not 8-bit; convert it to an 8-bit '
+            'RGB or grayscale image')
       return image.convert('RGB')
   except (OSError, UnidentifiedImageError, ValueError,
           Image.DecompressionBombError) as e:
-    raise ValueError(f'cannot read image {path}: {e}') from e
+    raise errors.UserError(
+        f'cannot read image {path}: {_one_line(e)}; replace or remove the '
+        'file') from e
+
+
+def _one_line(e: Exception) -> str:
+  return ' '.join(str(e).split())
 
 
 def _resize(image: Image.Image, resolution: int) -> np.ndarray:
@@ -97,8 +107,9 @@ def load_paired_folder(
     image = read_rgb(file)
     width, height = image.size
     if width % 2:
-      raise ValueError(f'{file}: width {width} is odd; a pix2pix aligned '
-                       'image is A|B side by side with equal halves')
+      raise errors.UserError(f'{file}: width {width} is odd; a pix2pix '
+                             'aligned image is A|B side by side with equal '
+                             'halves')
     half = width // 2
     left[i] = _resize(image.crop((0, 0, half, height)), resolution)
     right[i] = _resize(image.crop((half, 0, width, height)), resolution)
@@ -137,7 +148,8 @@ def load_unpaired_folders(
   if split not in ('train', 'test'):
     raise ValueError(f"split must be 'train' or 'test', got {split!r}")
   if not os.path.isdir(root):
-    raise FileNotFoundError(f'unpaired dataset folder {root} does not exist')
+    raise FileNotFoundError(f'unpaired dataset folder {root} does not '
+                            'exist; set data.args.root')
   return dict(
       a=load_image_folder(os.path.join(root, f'{split}A'), resolution, limit),
       b=load_image_folder(os.path.join(root, f'{split}B'), resolution, limit))

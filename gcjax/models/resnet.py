@@ -43,7 +43,6 @@ class SeparableConv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    c = x.shape[-1]
     h = layers.DepthwiseConv(self.kernel, name='dw')(x)
     h = layers.InstanceNorm(name='norm')(h)
     return layers.conv(self.features, 1, name='pw')(h)

@@ -1,10 +1,130 @@
-"""The trainer's config section shared by every experiment config file.
+"""Config pieces shared by the experiment config files, and ``parse_arg``.
 
 Experiment files in ``configs/`` start from :func:`base` and set every
-method-specific default themselves.
+method-specific default themselves. They import shared pieces as modules
+(``from configs import common, pix2pix_omgd``) and read their ``:arg`` with
+:func:`parse_arg`, so presets and options compose on the command line:
+
+  python -m gcjax.main --config=configs/pix2pix_vem.py:smoke,mi=vid
+
+Library code (``gcjax/``) never imports this package.
 """
 
+import os
+from collections.abc import Sequence
+from typing import Any
+
 import ml_collections
+
+from gcjax import errors
+
+# ``mi.kind`` values (``gcjax.objectives.mi.make_mi``).
+MI_KINDS = ('none', 'vem', 'vid', 'crd')
+_TRUE = ('true', 'yes', '1')
+_FALSE = ('false', 'no', '0', '')
+
+
+def _name(source: str) -> str:
+  """``configs/x.py`` for the config file ``source`` (its ``__file__``)."""
+  if not source:
+    return 'config'
+  path = os.path.abspath(source)
+  return f'{os.path.basename(os.path.dirname(path))}/{os.path.basename(path)}'
+
+
+def _convert(value: str, default: Any, where: str, key: str) -> Any:
+  """``value`` as the type of ``default`` (a UserError if it is not one)."""
+  try:
+    if isinstance(default, bool):
+      if value.lower() in _TRUE + _FALSE:
+        return value.lower() in _TRUE
+      raise ValueError(value)
+    if isinstance(default, int):
+      return int(value)
+    if isinstance(default, float):
+      return float(value)
+  except ValueError:
+    raise errors.UserError(
+        f'{where}: {key}={value!r} is not a {type(default).__name__} '
+        f'(default {key}={default!r})') from None
+  return value
+
+
+def parse_arg(arg: str | None, *, presets: Sequence[str] = ('default',),
+              source: str = '', **defaults) -> ml_collections.ConfigDict:
+  """Reads a config file's ``:arg`` (big_vision's ``bvcc.parse_arg``).
+
+  ``arg`` is comma-separated words. ``key=value`` sets an option named in
+  ``defaults`` (the value is converted to the default's type; booleans
+  accept true/false/yes/no/1/0). A bare word is a preset from ``presets``
+  or a boolean option set to True. At most one preset; none means
+  ``presets[0]`` (``'default'``). Example, in a config file::
+
+    PRESETS = ('default', 'smoke', 'paper')
+
+    def get_config(arg=None):
+      arg = common.parse_arg(arg, presets=PRESETS, source=__file__,
+                             mi='none')
+      ...  # arg.preset in PRESETS, arg.mi a str
+
+  ``--config=configs/pix2pix_vem.py:smoke,mi=vid`` then gives
+  ``arg.preset == 'smoke'`` and ``arg.mi == 'vid'``.
+
+  Args:
+    arg: the string after ``:`` in ``--config=file.py:arg``; None or ''
+      for the default preset.
+    presets: the file's preset names; the first is the default.
+    source: the config file (``__file__``), named in errors.
+    **defaults: option names and their default values (bool, int, float or
+      str).
+
+  Returns:
+    A ConfigDict with ``preset`` and every option in ``defaults``.
+
+  Raises:
+    errors.UserError: an unknown word or key, two presets, or a value that
+      does not convert; the message names the config file, the word and
+      the known presets and options.
+  """
+  where = _name(source) + ':' + (arg or '')
+  known = f'presets: {", ".join(presets)}'
+  if defaults:
+    known += '; options: ' + ', '.join(
+        f'{k}=<{type(v).__name__}>' for k, v in defaults.items())
+  result = ml_collections.ConfigDict(
+      {'preset': presets[0], **defaults}, type_safe=False)
+  chosen = None
+  for word in (arg or '').split(','):
+    word = word.strip()
+    if not word:
+      continue
+    key, eq, value = word.partition('=')
+    key = key.strip()
+    if not eq:
+      if key in presets:
+        if chosen is not None:
+          raise errors.UserError(
+              f'{where}: presets {chosen!r} and {key!r} do not combine; '
+              f'pick one ({known})')
+        chosen = result.preset = key
+        continue
+      if isinstance(defaults.get(key), bool):
+        result[key] = True
+        continue
+      raise errors.UserError(f'{where}: unknown preset {key!r} ({known})')
+    if key not in defaults:
+      raise errors.UserError(f'{where}: unknown option {key!r} ({known})')
+    result[key] = _convert(value.strip(), defaults[key], where, key)
+  return result
+
+
+def check_choice(arg: ml_collections.ConfigDict, key: str,
+                 choices: Sequence[str], source: str) -> None:
+  """Raises a UserError unless ``arg[key]`` is one of ``choices``."""
+  if arg[key] not in choices:
+    raise errors.UserError(
+        f'{_name(source)}: {key}={arg[key]!r} is not one of '
+        f'{", ".join(choices)}')
 
 
 def base() -> ml_collections.ConfigDict:
@@ -73,17 +193,6 @@ def edges2fashion(resolution=32, channels=1, batch_size=16, train_limit=0,
       'args': {'resolution': resolution, 'channels': channels,
                'classes': (5, 7, 9)},
       'train_limit': train_limit, 'test_limit': test_limit})
-
-
-def sibling(name: str, here: str):
-  """Imports ``configs/<name>.py`` next to the config file ``here``."""
-  import importlib.util
-  import os
-  path = os.path.join(os.path.dirname(os.path.abspath(here)), f'{name}.py')
-  spec = importlib.util.spec_from_file_location(f'gcjax_config_{name}', path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
 
 
 def mi(kind: str) -> ml_collections.ConfigDict:
