@@ -108,3 +108,20 @@ def test_stats_wrong_preset():
 def test_stats_wrong_key(tmp_path):
   _assert_one_line(_run(SMOKE, '--key=zz', f'--out={tmp_path}/s.npz',
                         module='gcjax.stats'), "'zz'", 'tgt')
+
+
+@pytest.mark.parametrize('spec,names', [
+    ('run:/nonexistent/run', ('run:/nonexistent/run', 'no run folder')),
+    ('pretrained:vintagifi', ('pretrained:vintagifi', 'vintagify',
+                              'face_dcgan')),
+])
+def test_bad_init_spec(tmp_path, spec, names):
+  _assert_one_line(_run(SMOKE, f'--config.generator.init={spec}',
+                        f'--workdir={tmp_path}'), *names)
+  assert not os.listdir(tmp_path)   # nothing written for a refused run
+
+
+def test_unknown_evaluator_type(tmp_path):
+  _assert_one_line(_run(SMOKE, '--config.evals.image.type=imag',
+                        f'--workdir={tmp_path}'),
+                   'config.evals.image', "'imag'", 'image, is, laplacian')
