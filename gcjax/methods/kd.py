@@ -145,7 +145,7 @@ def load_teacher(section, seed: int):
   """(module, variables) of the frozen teacher from ``config.teacher``."""
   kind = section.kind
   if kind == 'face':
-    from gcjax.models import convert
+    from gcjax import convert
     return convert.load_face_dcgan()
   if kind == 'export':
     from gcjax import export as export_lib

@@ -52,7 +52,7 @@ class State:
 
 def _load_pretrained(name: str):
   if name == 'vintagify':
-    from gcjax.models import convert
+    from gcjax import convert
     return convert.load_vintagify()
   raise ValueError(f'config.teacher.pretrained={name!r}; expected one of '
                    f'{PRETRAINED}')
