@@ -95,52 +95,49 @@ def kid_entry(feats: np.ndarray, real_feats: np.ndarray, n_subsets: int,
 
 def _fid_eval(method, stream, *, against='target', stats_path='',
               kid_subsets=10, kid_subset_size=1000, batch_size=32):
+  from gcjax import metric_weights
   from gcjax.metrics import fid
-  fn = fid.inception_fn(fid.load_inception_params())
+  fn = fid.inception_fn(metric_weights.load_inception_params())
   batch_size = fid.device_multiple(batch_size)
   # Stream: only features are kept, never the images.
-  feats: dict[str, list[np.ndarray]] = {}
-  reals: list[np.ndarray] = []
+  stats: dict[str, fid.FeatureStats] = {}
+  reals = fid.FeatureStats(reservoir_size=None)
 
   def features(x):
     return np.concatenate(list(fid.extract_features(fn, [x], batch_size)))
 
   for batch, preds in stream:
     for name, out in preds.items():
-      feats.setdefault(name, []).append(features(out))
+      stats.setdefault(name, fid.FeatureStats(reservoir_size=None)).update(
+          features(out))
     if against == 'target' and not stats_path:
-      reals.append(features(batch[method.target_key]))
-  feats = {k: np.concatenate(v).astype(np.float64) for k, v in feats.items()}
-  real_feats = None
+      reals.update(features(batch[method.target_key]))
+  real = None
   if stats_path:
-    saved = fid.load_stats(stats_path)
-    mu_r, sig_r, real_feats = saved.mu, saved.sigma, saved.feats
+    real = fid.load_stats(stats_path)
   elif against == 'target':
-    real_feats = np.concatenate(reals).astype(np.float64)
+    real = reals
   elif against != 'reference':
     raise ValueError(f"evals fid: against={against!r}; expected 'target', "
                      "'reference' or a stats_path")
-  if real_feats is not None and not stats_path:
-    mu_r, sig_r = real_feats.mean(0), np.cov(real_feats, rowvar=False)
   res = {}
-  for name, f in feats.items():
+  for name, s in stats.items():
     if against == 'reference':
       if name == method.reference:
         continue
-      real_feats = feats[method.reference]
-      mu_r, sig_r = real_feats.mean(0), np.cov(real_feats, rowvar=False)
-    r = {'fid': float(fid.fid_from_stats(f.mean(0), np.cov(f, rowvar=False),
-                                         mu_r, sig_r))}
-    if real_feats is not None:
-      r.update(kid_entry(f, real_feats, kid_subsets, kid_subset_size))
+      real = stats[method.reference]
+    r = {'fid': fid.fid(s, real)}
+    if real.feats is not None:
+      r.update(kid_entry(s.feats, real.feats, kid_subsets, kid_subset_size))
     suffix = '' if against == 'target' else f'_vs_{against}'
     res[name] = {k + suffix: v for k, v in r.items()}
   return res
 
 
 def _lpips_eval(method, stream, *, net='alex'):
+  from gcjax import metric_weights
   from gcjax.metrics import lpips
-  apply_fn, variables = lpips.load_lpips(net)
+  apply_fn, variables = lpips.distance_fn(net), metric_weights.load_lpips(net)
   fn = jax.jit(lambda a, b: apply_fn(variables, a, b))
   sums: dict[str, dict[str, float]] = {}
   count = 0
