@@ -156,10 +156,10 @@ def _lpips_eval(method, stream, *, net='alex'):
 
 
 def _is_eval(method, stream, *, splits=10):
-  from gcjax import assets
+  from gcjax import metric_weights
   from gcjax.metrics import classifier
-  logits_fn = classifier.load_or_train_fmnist_classifier(
-      str(assets.cache_dir())).logits_fn
+  logits_fn = classifier.classifier_logits_fn(
+      metric_weights.load_fashion_classifier().variables)
   outs: dict[str, list[np.ndarray]] = {}
   for _, preds in stream:
     for name, out in preds.items():

