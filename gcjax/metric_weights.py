@@ -48,9 +48,10 @@ def _conv_layout(model: nn.Module) -> dict[tuple[str, ...], tuple]:
       layout[tuple(m.path)] = (m.kernel, m.strides, m.padding)
     return f(*args, **kwargs)
 
+  size = inception.INPUT_SIZE
   with nn.intercept_methods(record):
     jax.eval_shape(model.init, jax.random.key(0),
-                   jnp.zeros((1, inception.INPUT_SIZE, inception.INPUT_SIZE, 3)))
+                   jnp.zeros((1, size, size, 3)))
   return layout
 
 
