@@ -13,14 +13,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gcjax import metric_weights
 from gcjax.metrics import fid
+from gcjax.models import inception
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--batch_size', type=int, default=32)
   parser.add_argument('--steps', type=int, default=5)
-  parser.add_argument('--size', type=int, default=fid.INPUT_SIZE)
+  parser.add_argument('--size', type=int, default=inception.INPUT_SIZE)
   parser.add_argument('--precision', default='highest',
                       choices=['highest', 'default'])
   parser.add_argument('--random_weights', action='store_true',
@@ -29,10 +31,10 @@ def main():
 
   t0 = time.perf_counter()
   if args.random_weights:
-    variables = jax.jit(fid.FIDInceptionV3().init)(
+    variables = jax.jit(inception.FIDInceptionV3().init)(
         jax.random.key(0), jnp.zeros((1, 299, 299, 3)))
   else:
-    variables = fid.load_inception_params()
+    variables = metric_weights.load_inception_params()
   t_load = time.perf_counter() - t0
   fn = fid.inception_fn(variables, precision=args.precision)
   rng = np.random.default_rng(0)

@@ -17,15 +17,14 @@ import jax
 import numpy as np
 from flax import traverse_util
 
+from gcjax import npz
 from gcjax.teachers import CARD, module_spec
 
 
 def save_variables(path: str, variables) -> None:
   """Writes a variable tree as a flat npz (keys joined by '/'), atomically."""
   flat = traverse_util.flatten_dict(jax.device_get(variables), sep='/')
-  tmp = path + '.tmp.npz'
-  np.savez(tmp, **{k: np.asarray(v) for k, v in flat.items()})
-  os.replace(tmp, path)
+  npz.save_atomic(path, {k: np.asarray(v) for k, v in flat.items()})
 
 
 def export(directory: str, networks: dict, names, config) -> list[str]:

@@ -59,9 +59,10 @@ def compute(images_u8: np.ndarray, batch_size: int = 32,
   """FeatureStats of uint8 images [N, H, W, C] (streamed in batches)."""
   import tqdm
 
+  from gcjax import metric_weights
   from gcjax.data import pipeline
   from gcjax.metrics import fid
-  fn = fid.inception_fn(fid.load_inception_params())
+  fn = fid.inception_fn(metric_weights.load_inception_params())
   batch_size = fid.device_multiple(batch_size)
   stats = fid.FeatureStats(reservoir_size=reservoir)
   chunks = (pipeline.to_float(images_u8[i:i + batch_size])

@@ -127,7 +127,7 @@ def _load_run(rest: str, spec: str):
 
 
 def _load_pretrained(name: str, spec: str):
-  from gcjax.models import convert
+  from gcjax import convert
   if name == 'vintagify':
     return convert.load_vintagify()
   if name == 'face_dcgan':

@@ -1,6 +1,7 @@
-"""Tests for gcjax.metrics.classifier (domain Inception Score)."""
+"""Tests for gcjax.metrics.classifier (domain IS) and its shipped weights."""
 
-import os
+import pathlib
+import shutil
 import tempfile
 from unittest import mock
 
@@ -9,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest
 
+from gcjax import assets, make_classifier, metric_weights
 from gcjax.data import embedded
 from gcjax.metrics import classifier
 
@@ -56,39 +58,42 @@ class InceptionScoreTest(absltest.TestCase):
       classifier.inception_score(_confident_logits_fn, x, splits=10)
 
 
-class TrainTest(absltest.TestCase):
+class ShippedWeightsTest(absltest.TestCase):
+  """The classifier that ships in gcjax/weights, loaded without training."""
 
-  def test_small_subset_training_and_cache(self):
-    train_x, train_y = embedded.load_fashion_mnist('train')
+  def test_file_is_small_and_matches_the_pinned_digest(self):
+    path = metric_weights.FASHION_CLASSIFIER
+    self.assertLess(path.stat().st_size, 1 << 20)
+    self.assertEqual(assets.sha256_of(path),
+                     metric_weights.FASHION_CLASSIFIER_SHA256)
+
+  def test_recorded_accuracy_is_the_test_set_accuracy(self):
+    clf = metric_weights.load_fashion_classifier()
     test_x, test_y = embedded.load_fashion_mnist('test')
-    small = (train_x[:1000], train_y[:1000])
-    variables = classifier.train_classifier(*small, steps=150, seed=0,
-                                            batch_size=32, learning_rate=3e-3)
-    acc = classifier.accuracy(variables, test_x[:1000], test_y[:1000])
-    self.assertGreater(acc, 0.70)
+    acc = make_classifier.accuracy(clf.variables, test_x, test_y)
+    self.assertAlmostEqual(acc, clf.test_accuracy, places=6)
+    self.assertGreater(acc, 0.89)  # 0.9033 (2000 steps, seed 0)
+    # The metric path: logits of the loaded variables classify real images.
+    logits = classifier.classifier_logits_fn(clf.variables)(
+        make_classifier.uint8_to_input(test_x[:500]))
+    self.assertGreater(
+        float(np.mean(np.argmax(logits, -1) == test_y[:500])), 0.85)
 
-    # The cache path trains once (training stubbed with the variables
-    # above), then only reads the npz.
-    def fake_load(split):
-      return small if split == 'train' else (test_x[:1000], test_y[:1000])
-
-    with tempfile.TemporaryDirectory() as d, mock.patch.object(
-        embedded, 'load_fashion_mnist', side_effect=fake_load) as load, \
-        mock.patch.object(classifier, 'train_classifier',
-                          return_value=variables) as train:
-      first = classifier.load_or_train_fmnist_classifier(d, steps=200)
-      self.assertEqual(os.listdir(d), ['fmnist_cnn-v1-s200-seed0.npz'])
-      second = classifier.load_or_train_fmnist_classifier(d, steps=200)
-      self.assertEqual(load.call_count, 2)  # train + test, first call only
-      train.assert_called_once_with(*small, 200, 0)
-    self.assertAlmostEqual(first.test_accuracy, second.test_accuracy)
-    self.assertAlmostEqual(second.test_accuracy, acc)
-    x = classifier.uint8_to_input(test_x[:8])
-    np.testing.assert_allclose(first.logits_fn(x), second.logits_fn(x),
-                               rtol=1e-6)
-    np.testing.assert_allclose(
-        first.logits_fn(x), classifier.classifier_logits_fn(variables)(x),
-        rtol=1e-5, atol=1e-5)
+  def test_missing_or_tampered_file_names_file_and_command(self):
+    with tempfile.TemporaryDirectory() as d:
+      missing = pathlib.Path(d) / 'fashion_classifier.npz'
+      with mock.patch.object(metric_weights, 'FASHION_CLASSIFIER', missing):
+        with self.assertRaisesRegex(assets.AssetError,
+                                    'missing.*gcjax.make_classifier'):
+          metric_weights.load_fashion_classifier()
+      shutil.copy(metric_weights.FASHION_CLASSIFIER, missing)
+      with open(missing, 'ab') as f:
+        f.write(b'x')
+      with mock.patch.object(metric_weights, 'FASHION_CLASSIFIER', missing):
+        with self.assertRaisesRegex(
+            assets.AssetError,
+            'fashion_classifier.npz.*python -m gcjax.make_classifier'):
+          metric_weights.load_fashion_classifier()
 
 
 if __name__ == '__main__':

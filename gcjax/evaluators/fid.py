@@ -61,8 +61,9 @@ class Evaluator:
     self.limit = limit
 
   def run(self, ctx: common.Context, seed: int):
+    from gcjax import metric_weights
     from gcjax.metrics import fid
-    fn = fid.inception_fn(fid.load_inception_params())
+    fn = fid.inception_fn(metric_weights.load_inception_params())
     batch_size = fid.device_multiple(self.batch_size)
     against_pred = self.target in self.names.predict
     real_batches = not self.stats_path and not against_pred
@@ -70,34 +71,29 @@ class Evaluator:
     def features(x):
       return np.concatenate(list(fid.extract_features(fn, [x], batch_size)))
 
-    # Stream: only features are kept, never the images.
-    feats: dict[str, list[np.ndarray]] = {}
-    reals: list[np.ndarray] = []
+    # Stream: only features are kept (every row, for KID), never images.
+    stats: dict[str, fid.FeatureStats] = {}
+    reals = fid.FeatureStats(reservoir_size=None)
     preds_needed = common.needed(self.pred, (self.target,), self.names)
     for batch, preds in ctx.stream(preds_needed, self.limit, seed):
       for name, out in preds.items():
-        feats.setdefault(name, []).append(features(out))
+        stats.setdefault(name, fid.FeatureStats(reservoir_size=None)).update(
+            features(out))
       if real_batches:
-        reals.append(features(batch[self.target]))
-    feats = {k: np.concatenate(v).astype(np.float64)
-             for k, v in feats.items()}
+        reals.update(features(batch[self.target]))
     if self.stats_path:
-      saved = fid.load_stats(self.stats_path)
-      mu_r, sig_r, real_feats = saved.mu, saved.sigma, saved.feats
+      real = fid.load_stats(self.stats_path)
     else:
-      real_feats = (feats[self.target] if against_pred
-                    else np.concatenate(reals).astype(np.float64))
-      mu_r, sig_r = real_feats.mean(0), np.cov(real_feats, rowvar=False)
+      real = stats[self.target] if against_pred else reals
     suffix = f'_vs_{self.target}' if against_pred else ''
     res = {}
     for name in self.pred:
       if name == self.target:
         continue
-      f = feats[name]
-      r = {'fid': float(fid.fid_from_stats(f.mean(0), np.cov(f, rowvar=False),
-                                           mu_r, sig_r))}
-      if real_feats is not None:
-        r.update(kid_entry(f, real_feats, self.kid_subsets,
+      s = stats[name]
+      r = {'fid': fid.fid(s, real)}
+      if real.feats is not None:
+        r.update(kid_entry(s.feats, real.feats, self.kid_subsets,
                            self.kid_subset_size))
       res[name] = {k + suffix: v for k, v in r.items()}
     return res

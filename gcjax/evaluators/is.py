@@ -17,10 +17,10 @@ class Evaluator:
     self.limit = limit
 
   def run(self, ctx: common.Context, seed: int):
-    from gcjax import assets
+    from gcjax import metric_weights
     from gcjax.metrics import classifier
-    logits_fn = classifier.load_or_train_fmnist_classifier(
-        str(assets.cache_dir())).logits_fn
+    logits_fn = classifier.classifier_logits_fn(
+        metric_weights.load_fashion_classifier().variables)
     outs: dict[str, list[np.ndarray]] = {}
     for _, preds in ctx.stream(self.pred, self.limit, seed):
       for name, out in preds.items():

@@ -19,8 +19,10 @@ class Evaluator:
     self.limit = limit
 
   def run(self, ctx: common.Context, seed: int):
+    from gcjax import metric_weights
     from gcjax.metrics import lpips
-    apply_fn, variables = lpips.load_lpips(self.net)
+    apply_fn = lpips.distance_fn(self.net)
+    variables = metric_weights.load_lpips(self.net)
     fn = jax.jit(lambda a, b: apply_fn(variables, a, b))
     sums = common.Sums()
     pairs = common.paired(self.pred, self.target, self.names)

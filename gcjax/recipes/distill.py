@@ -58,8 +58,8 @@ class Adapters(nn.Module):
 
 def vgg_features(frozen, x: jax.Array, layers: Sequence[str]):
   """VGG16 activations of ``x`` with the trunk in ``frozen['vgg']``."""
-  from gcjax.metrics import lpips
-  return lpips.vgg16_features(frozen['vgg'], x, layers=layers)
+  from gcjax.models import vgg
+  return vgg.vgg16_features(frozen['vgg'], x, layers=layers)
 
 
 def uses_vgg(w) -> bool:

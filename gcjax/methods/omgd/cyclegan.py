@@ -189,8 +189,8 @@ def make(config, sample_batch) -> Method:
                         feature_layers=layers,
                         style_layers=tuple(lc.style_layers))
   if dc.uses_vgg(w):
-    from gcjax.metrics import lpips
-    frozen['vgg'] = lpips.load_vgg16()
+    from gcjax import metric_weights
+    frozen['vgg'] = metric_weights.load_vgg16()
 
   if online:
     t_pred = partial(_online_teacher_fwd, module=teacher, a_key=a_key)

@@ -219,8 +219,8 @@ def make(config, sample_batch) -> Method:
           style_layers=tuple(lc.style_layers)))
   frozen = None
   if lc.style > 0 or lc.perceptual > 0:
-    from gcjax.metrics import lpips
-    frozen = {'vgg': lpips.load_vgg16()}
+    from gcjax import metric_weights
+    frozen = {'vgg': metric_weights.load_vgg16()}
 
   names = ('teacher', 'teacher_deep')[:len(teachers)]
   predict = {name: partial(_fwd, module=t, which=lambda s, i=i: s.teachers[i])

@@ -1,5 +1,9 @@
 """PyTorch state dicts -> Flax variables for the pretrained teachers.
 
+A loader, not a model: it reads the pinned teacher files through
+``gcjax.assets`` (``load_vintagify``, ``load_face_dcgan``); the converters
+themselves (``resnet_from_torch``, ``dcgan_from_torch``) are pure.
+
 Layouts: a PyTorch ``Conv2d`` weight is [out, in, kh, kw] (OIHW) and becomes
 Flax's HWIO kernel by a transpose. A PyTorch ``ConvTranspose2d`` weight is
 [in, out, kh, kw]; the op equals a stride-1 conv of the stride-dilated input
@@ -21,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gcjax import assets
 from gcjax.models import dcgan, resnet
 
 StateDict = Mapping[str, np.ndarray]
@@ -208,19 +213,13 @@ def dcgan_from_torch(sd: StateDict) -> Variables:
   return variables
 
 
-def _load(name: str) -> dict[str, np.ndarray]:
-  # Imported here so the pure converters work without the assets machinery.
-  from gcjax import assets
-  return assets.load_state_dict(name)
-
-
 def load_vintagify() -> tuple[resnet.ResnetGenerator, Variables]:
   """The vintagify photo -> vintage CycleGAN teacher (ngf 64, 9 blocks).
 
   Input/output [B, H, W, 3] in [-1, 1]; H, W divisible by 4. Instance norm
   uses per-image statistics, so no ``train`` subtlety at inference.
   """
-  sd = _load('vintagify_a2b')
+  sd = assets.load_state_dict('vintagify_a2b')
   return resnet_module_from_torch(sd), resnet_from_torch(sd)
 
 
@@ -229,5 +228,5 @@ def load_face_dcgan() -> tuple[dcgan.DCGANGenerator, Variables]:
 
   Call with ``train=False`` so batch norm uses the shipped running stats.
   """
-  sd = _load('face_dcgan')
+  sd = assets.load_state_dict('face_dcgan')
   return dcgan_module_from_torch(sd), dcgan_from_torch(sd)
