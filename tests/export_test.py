@@ -1,8 +1,8 @@
-"""Tests for gcjax.export's variable files."""
+"""gcjax.export writes variable files that gcjax.teachers reads back."""
 
 import numpy as np
 
-from gcjax import export
+from gcjax import export, teachers
 
 
 def test_save_load_variables_round_trip(tmp_path):
@@ -11,7 +11,7 @@ def test_save_load_variables_round_trip(tmp_path):
   path = str(tmp_path / 'student.npz')
   export.save_variables(path, v)
   assert [p.name for p in tmp_path.iterdir()] == ['student.npz']
-  back = export.load_variables(path)
+  back = teachers.load_variables(path)
   np.testing.assert_array_equal(back['params']['conv']['kernel'],
                                 v['params']['conv']['kernel'])
   np.testing.assert_array_equal(back['batch_stats']['bn']['mean'],
