@@ -6,7 +6,7 @@ Reads the Fashion-MNIST train/test sets (``gcjax.data.embedded``), trains a
 `FashionCNN` with Adam (``--steps`` steps of batch 128, seed ``--seed``),
 measures its test accuracy and writes the variables as a flat ``.npz``
 (keys ``params/conv1/kernel``, ...; plus the scalar ``test_accuracy``). It
-prints the file's SHA-256: pin it as ``pretrained.FASHION_CLASSIFIER_SHA256``
+prints the file's SHA-256: pin it as ``metric_weights.FASHION_CLASSIFIER_SHA256``
 when replacing the shipped file (the zip container holds timestamps, so a
 retrained file has a new digest even if its weights are identical).
 """

@@ -50,7 +50,7 @@ from gcjax.recipes import nets as nets_lib
 @flax.struct.dataclass
 class State:
   step: jax.Array
-  teacher: object     # gan_cyclegan.CycleState (online) or {} (pretrained)
+  teacher: object     # recipes.cycle.CycleState (online) or {} (frozen)
   student: NetState
   adapt: NetState
   mi: object
