@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from onnx import helper
 
+from gcjax.export import onnx_conv
 from gcjax.export.jaxpr_flat import Const, Eqn, Flat
 
 NCHW = (0, 3, 1, 2)      # physical axis i holds logical axis NCHW[i].
@@ -68,7 +69,8 @@ def _bshape(*shapes) -> tuple:
 class Graph:
   """ONNX nodes for one flattened jaxpr (see the module docstring)."""
 
-  def __init__(self, flat: Flat):
+  def __init__(self, flat: Flat, transposed: str = 'convtranspose'):
+    self.transposed = transposed
     self.flat = flat
     self.uses = flat.uses()
     self.env: dict[int, Val] = {}
@@ -185,7 +187,7 @@ class Graph:
     nodes = []
     for n in self.nodes:
       if isinstance(n, dict):
-        n = self._conv_node(n)
+        n = onnx_conv.node(self, n)
       nodes.append(n)
     live, keep = set(outputs), []
     for n in reversed(nodes):
@@ -235,37 +237,7 @@ class Graph:
     return self.nary(op, [x], None, **attrs)
 
   def fold_into_conv(self, e: Eqn, ins: list[Val]) -> Val | None:
-    """``conv(x) (+-*/) c`` with c per output channel -> the conv's W, b."""
-    name = e.prim.name
-    if name not in ('add', 'sub', 'mul', 'div') or len(ins) != 2:
-      return None
-    orders = [(0, 1)] if name in ('sub', 'div') else [(0, 1), (1, 0)]
-    for i, j in orders:
-      x, c, atom = ins[i], ins[j], e.inputs[i]
-      if not (x.src and x.src[0] == 'conv' and c.const is not None
-              and self.uses.get(atom, 0) == 1):
-        continue
-      conv = x.src[1]
-      per_ch = _per_channel(c.const, len(x.shape), conv['ch_logical'])
-      if per_ch is None or x.stored != x.shape:
-        continue
-      w, b, ax = conv['w'], conv['b'], conv['w_out_axis']
-      b = np.zeros(conv['n_out'], w.dtype) if b is None else b
-      per_ch = np.broadcast_to(per_ch, (conv['n_out'],)).astype(w.dtype)
-      wshape = [1] * w.ndim
-      wshape[ax] = -1
-      if name == 'add':
-        b = b + per_ch
-      elif name == 'sub':
-        b = b - per_ch
-      elif name == 'mul':
-        w, b = w * _out_scale(per_ch, conv), b * per_ch
-      else:
-        w, b = w / _out_scale(per_ch, conv), b / per_ch
-      conv['w'], conv['b'] = w, b
-      return Val(x.shape, x.stored, x.dtype, name=x.name, nchw=x.nchw,
-                 src=x.src)
-    return None
+    return onnx_conv.fold(self, e, ins)
 
   def r_select_n(self, e: Eqn, ins: list[Val]) -> Val:
     if len(ins) != 3:
@@ -461,74 +433,8 @@ class Graph:
 
   # -- convolutions ----------------------------------------------------------
   def r_conv_general_dilated(self, e: Eqn, ins: list[Val]) -> Val:
-    x, k = self.full(ins[0]), ins[1]
-    p = e.params
-    if k.const is None:
-      raise NotImplementedError('conv with a non-constant kernel')
-    lhs, rhs, outs = p['dimension_numbers']
-    if len(lhs) != 4 or p['batch_group_count'] != 1:
-      raise NotImplementedError('only 2-D convs without batch groups')
-    if tuple(lhs) != NCHW or tuple(outs) != NCHW:
-      raise NotImplementedError(f'conv layout {p["dimension_numbers"]}')
-    w = np.asarray(k.const).transpose(rhs)        # [O, I/g, kh, kw]
-    g = p['feature_group_count']
-    pad = [tuple(q) for q in p['padding']]
-    strides, rdil = tuple(p['window_strides']), tuple(p['rhs_dilation'])
-    ldil = tuple(p['lhs_dilation'])
-    ksz = w.shape[2:]
-    if all(d == 1 for d in ldil):
-      if any(lo < 0 or hi < 0 for lo, hi in pad):
-        raise NotImplementedError('conv with negative padding')
-      conv = dict(op='Conv', w=w, b=None, w_out_axis=0, n_out=w.shape[0],
-                  attrs=dict(strides=list(strides), dilations=list(rdil),
-                             group=g, kernel_shape=list(ksz),
-                             pads=[q[0] for q in pad] + [q[1] for q in pad]))
-    else:
-      if any(s != 1 for s in strides) or any(d != 1 for d in rdil) or g != 1:
-        raise NotImplementedError('lhs-dilated conv with strides, rhs '
-                                  'dilation or groups')
-      begin = [kk - 1 - lo for kk, (lo, _) in zip(ksz, pad)]
-      end = [kk - 1 - hi for kk, (_, hi) in zip(ksz, pad)]
-      if min(begin) < 0:
-        raise NotImplementedError('transposed conv with padding > kernel - 1')
-      extra = [max(0, -q) for q in end]
-      end = [max(0, q) for q in end]
-      wt = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3).copy()  # [I, O, kh, kw]
-      conv = dict(op='ConvTranspose', w=wt, b=None, w_out_axis=1,
-                  n_out=w.shape[0],
-                  attrs=dict(strides=list(ldil), kernel_shape=list(ksz),
-                             pads=begin + end, output_padding=extra))
-    conv['x'] = self.tensor(x, True)
-    conv['out'] = self.fresh(conv['op'].lower())
-    conv['ch_logical'] = outs[1]
-    self.nodes.append(conv)
-    shape = tuple(e.out_avals[0].shape)
-    return Val(shape, shape, x.dtype, name=conv['out'], nchw=True,
-               src=('conv', conv))
-
-  def _conv_node(self, conv: dict):
-    ins = [conv['x'], self.init(np.ascontiguousarray(conv['w']), 'w')]
-    if conv['b'] is not None:
-      ins.append(self.init(conv['b'], 'b'))
-    attrs = {k: v for k, v in conv['attrs'].items()
-             if not (k == 'output_padding' and not any(v))}
-    return helper.make_node(conv['op'], ins, [conv['out']], **attrs)
+    return onnx_conv.conv(self, e, ins)
 
 
 def _concrete(e: Eqn) -> bool:
   return all(all(isinstance(d, int) for d in a.shape) for a in e.out_avals)
-
-
-def _per_channel(c: np.ndarray, rank: int, ch: int):
-  """``c`` as a [C] (or scalar) vector if it only varies along axis ``ch``."""
-  if c.ndim == 0:
-    return c
-  if c.ndim != rank or any(n != 1 for i, n in enumerate(c.shape) if i != ch):
-    return None
-  return c.reshape(-1)
-
-
-def _out_scale(per_ch: np.ndarray, conv: dict) -> np.ndarray:
-  shape = [1] * conv['w'].ndim
-  shape[conv['w_out_axis']] = -1
-  return per_ch.reshape(shape)

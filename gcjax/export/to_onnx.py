@@ -32,7 +32,7 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-from gcjax.export import jaxpr_flat, onnx_rules
+from gcjax.export import jaxpr_flat, onnx_conv, onnx_rules
 from gcjax.models import layers
 
 OPSET = 18
@@ -64,7 +64,8 @@ def trace(apply_fn: Callable, variables, input_shape, input_dtype,
 
 
 def convert(apply_fn: Callable, variables, input_shape, input_dtype='float32',
-            batch: int | None = None, name: str = 'gcjax') -> bytes:
+            batch: int | None = None, name: str = 'gcjax',
+            transposed: str = 'convtranspose') -> bytes:
   """Serialized ONNX model computing ``apply_fn(variables, x)``.
 
   Args:
@@ -74,6 +75,7 @@ def convert(apply_fn: Callable, variables, input_shape, input_dtype='float32',
     input_dtype: ``x``'s dtype.
     batch: a fixed batch size, or None for a dynamic one.
     name: the graph's name.
+    transposed: the form of transposed convs, one of ``onnx_conv.FORMS``.
 
   Returns:
     The ``ModelProto`` bytes (input ``input``, output ``output``).
@@ -82,7 +84,10 @@ def convert(apply_fn: Callable, variables, input_shape, input_dtype='float32',
   flat = jaxpr_flat.flatten(closed, dict(enumerate(leaves)))
   if len(flat.inputs) != 1 or len(flat.outputs) != 1:
     raise NotImplementedError('only single-input, single-output networks')
-  g = onnx_rules.Graph(flat)
+  if transposed not in onnx_conv.FORMS:
+    raise ValueError(f'transposed must be one of {onnx_conv.FORMS}, got '
+                     f'{transposed!r}')
+  g = onnx_rules.Graph(flat, transposed)
   x_aval = flat.avals[flat.inputs[0]]
   g.bind_input(flat.inputs[0], INPUT)
   for e in flat.eqns:
