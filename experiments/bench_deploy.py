@@ -99,12 +99,12 @@ def run(threads: int, reps: int, batches) -> dict:
     m = make()
     v = _variables(m)
     apply = lambda v, x, m=m: m.apply(v, x, train=False)[0]
-    macs = cost.count_macs(lambda x: apply(v, x),
+    macs = cost.count_macs(lambda x, v=v, apply=apply: apply(v, x),
                            jnp.zeros((1, RES, RES, 3)))
     jit = jax.jit(apply)
     for b in batches:
       x = verify.check_inputs((RES, RES, 3), 'float32', b)
-      runners = {'gcjax jit': lambda x: jit(v, x)}
+      runners = {'gcjax jit': lambda x, v=v, jit=jit: jit(v, x)}
       for form in onnx_conv.FORMS:
         blob = to_onnx.convert(apply, v, (RES, RES, 3), batch=b,
                                transposed=form)
@@ -113,7 +113,7 @@ def run(threads: int, reps: int, batches) -> dict:
                                 platforms=('cpu',))
       exp = jax.export.deserialize(bytearray(hlo))
       vj = jax.tree.map(jnp.asarray, v)
-      runners['StableHLO'] = lambda x: exp.call(vj, x)
+      runners['StableHLO'] = lambda x, exp=exp, vj=vj: exp.call(vj, x)
       times = _time(runners, x, reps if b == 1 else max(2, reps // 2))
       for k, ts in times.items():
         rows.append({'model': name, 'batch': b, 'runtime': k,

@@ -67,6 +67,7 @@ def onnx_runner(model: str, net: str, threads: int) -> Runner:
 def jax_runner(run_dir: str, net: str) -> Runner:
   """The exported network of a gcjax run, under JAX."""
   import jax
+
   from gcjax import teachers
   rest = run_dir + (f':{net}' if net else '')
   _, _, entry = teachers.find_run_network(rest, f'--model={run_dir}')
