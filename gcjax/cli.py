@@ -50,8 +50,13 @@ def one_line(text: str) -> str:
 
 def fail(prog: str, message: str) -> None:
   """Prints ``<prog>: error: <message>`` as one line; exits with status 2."""
+  fail_status(prog, message, 2)
+
+
+def fail_status(prog: str, message: str, status: int) -> None:
+  """Prints ``<prog>: error: <message>`` as one line; exits with ``status``."""
   print(f'{prog}: error: {one_line(message)}', file=sys.stderr)
-  sys.exit(2)
+  sys.exit(status)
 
 
 def _chain(e: BaseException):

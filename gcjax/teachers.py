@@ -103,7 +103,11 @@ def _export_dir(path: str, spec: str) -> str:
       '(rerun its command to complete it) or was made by an older gcjax')
 
 
-def _load_run(rest: str, spec: str):
+def find_run_network(rest: str, spec: str) -> tuple[str, str, dict]:
+  """``(export dir, net name, card entry)`` for ``run:<rest>``.
+
+  ``rest`` is ``<workdir>[:<net>]``; ``spec`` names the source in errors.
+  """
   path, net = rest, ''
   if ':' in rest and not os.path.exists(rest):
     path, _, net = rest.rpartition(':')
@@ -121,8 +125,13 @@ def _load_run(rest: str, spec: str):
   if net not in card:
     raise errors.UserError(f'{spec}: the run exported no network {net!r}; '
                            f'it has {sorted(card)}')
-  module = module_from_spec(card[net], spec)
-  variables = load_variables(os.path.join(d, card[net]['file']))
+  return d, net, card[net]
+
+
+def _load_run(rest: str, spec: str):
+  d, _, entry = find_run_network(rest, spec)
+  module = module_from_spec(entry, spec)
+  variables = load_variables(os.path.join(d, entry['file']))
   return module, jax.tree.map(jnp.asarray, variables)
 
 

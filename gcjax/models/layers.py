@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 from typing import Sequence
 
 import flax.linen as nn
@@ -45,6 +46,31 @@ def _bn_scale_init(key: jax.Array, shape: Sequence[int],
   return 1.0 + 0.02 * jax.random.normal(key, shape, dtype)
 
 
+# Named composites: pure functions jitted under a fixed name, so that an
+# exporter reading the jaxpr (``gcjax.export.onnx``) can emit one operator
+# for them (ONNX ``InstanceNormalization``, ``Pad`` in reflect mode) instead
+# of the primitives they trace to. Nested jits are inlined by XLA.
+COMPOSITES = ('gcjax_instance_norm', 'gcjax_reflect_pad')
+
+
+@jax.jit
+def gcjax_instance_norm(x: jax.Array, epsilon) -> jax.Array:
+  """(x - mean) / sqrt(biased var + epsilon) over H, W of [B, H, W, C].
+
+  ``epsilon`` is an argument (not static) so that exporters read it from
+  the call.
+  """
+  mean = jnp.mean(x, axis=(1, 2), keepdims=True)
+  var = jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
+  return (x - mean) * jax.lax.rsqrt(var + epsilon)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def gcjax_reflect_pad(x: jax.Array, pad: int) -> jax.Array:
+  """Reflection padding of H and W of [B, H, W, C] by ``pad``."""
+  return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode='reflect')
+
+
 class InstanceNorm(nn.Module):
   """PyTorch ``InstanceNorm2d`` (no running stats): per-image, per-channel.
 
@@ -59,9 +85,7 @@ class InstanceNorm(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """Normalizes ``x`` [B, H, W, C] over H and W."""
-    mean = jnp.mean(x, axis=(1, 2), keepdims=True)
-    var = jnp.mean(jnp.square(x - mean), axis=(1, 2), keepdims=True)
-    y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
+    y = gcjax_instance_norm(x, self.epsilon)
     if self.affine:
       c = x.shape[-1]
       y = y * self.param('scale', nn.initializers.ones, (c,))
@@ -108,7 +132,7 @@ def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
   if pad >= x.shape[1] or pad >= x.shape[2]:
     raise ValueError(f'reflection pad {pad} needs H and W > {pad}, got '
                      f'input shape {x.shape}')
-  return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode='reflect')
+  return gcjax_reflect_pad(x, pad)
 
 
 def conv(features: int, kernel: int, stride: int = 1, padding: int = 0,
