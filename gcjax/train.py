@@ -222,12 +222,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                max_to_keep=config.keep_ckpts)
   meta = {'skipped': 0}
-  latest = ckpt.latest_step()
   t_restart = time.perf_counter()
-  if latest is not None:
-    state, meta = ckpt.restore(latest, abstract, state_sh)
+  found = ckpt.restore_latest(abstract, state_sh)
+  if found is not None:
+    state, meta = found.state, found.meta
     if is_main:
-      print(f'gcjax: resumed from {ckpt.directory} at step {latest}',
+      for step, reason, moved in found.set_aside:
+        print(f'gcjax: checkpoint {ckpt.directory}/{step} is damaged '
+              f'({reason}); moved to {moved}', file=sys.stderr)
+      print(f'gcjax: resumed from {ckpt.directory} at step {found.step}'
+            f'{"" if found.verified else " (no digest record to verify)"}',
             file=sys.stderr)
   else:
     state = jax.jit(method.init, out_shardings=state_sh)(init_key)
