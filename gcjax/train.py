@@ -401,10 +401,14 @@ def _cache_fid_stats(evaluators, config, test_arrays, is_main: bool) -> None:
     if ev.kind != 'fid' or fid_ev.target not in test_arrays:
       continue
     path = fid_ev.stats_path
-    if not os.path.exists(path) and is_main:
+    from gcjax import stats as stats_lib
+    problem = stats_lib.cache_problem(path) if is_main else None
+    if problem is not None:
+      if problem != stats_lib.MISSING:
+        print(f'gcjax: cached FID statistics {path} cannot be used ({problem}); '
+              'recomputing them', file=sys.stderr)
       print(f'gcjax: computing real-image FID statistics -> {path}',
             file=sys.stderr)
-      from gcjax import stats as stats_lib
       from gcjax.metrics import fid
       images = test_arrays[fid_ev.target]
       s = stats_lib.compute(
