@@ -118,7 +118,7 @@ class Checkpointer:
     try:
       with _quiet_disk_errors():
         self._mgr.save(
-          step,
+            step,
             args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                     meta=ocp.args.JsonSave(meta)),
             force=True)
