@@ -4,6 +4,7 @@ Usage:
   python -m experiments.bench_resume save      # default VEM state save time
   python -m experiments.bench_resume resume    # restart -> first new step
   python -m experiments.bench_resume kills --n 10   # random kill points
+  python -m experiments.bench_resume digest    # checkpoint digest overhead
 
 ``save`` builds the state of ``configs/pix2pix_vem.py`` (default preset) and
 times ``Checkpointer.save`` and ``restore``. ``resume`` runs the VEM smoke
@@ -12,7 +13,10 @@ the process to the first new step (its checkpoint on disk) and the trainer's
 own restart-to-first-step figure, with a cold and a warm persistent XLA
 compilation cache. ``kills`` SIGKILLs the pix2pix_gan smoke run (12 steps,
 a checkpoint every step) ``n`` times at random moments, restarts it, and
-compares the final state bitwise with an uninterrupted run. Figures are
+compares the final state bitwise with an uninterrupted run. ``digest``
+times ``Checkpointer.save`` and ``restore_latest`` of the default VEM state
+with and without the SHA-256 record (A/B interleaved, same files, warm page
+cache) and writes ``experiments/results/checkpoint_digest.md``. Figures are
 printed as a markdown table.
 """
 
@@ -46,11 +50,10 @@ def _load_config(name: str, preset: str | None):
   return importlib.import_module(f'configs.{name}').get_config(preset)
 
 
-def bench_save(repeats: int) -> None:
+def _vem_state():
+  """(state, abstract, shardings) of the default VEM config, untrained."""
   import jax
-  import numpy as np
 
-  from gcjax import checkpoint as ckpt_lib
   from gcjax import methods as methods_lib
   from gcjax import sharding, train
   from gcjax.data import pipeline
@@ -64,6 +67,94 @@ def bench_save(repeats: int) -> None:
   state_sh = sharding.replicate_tree(abstract, mesh)
   state = jax.jit(method.init, out_shardings=state_sh)(jax.random.key(0))
   jax.block_until_ready(state)
+  return state, abstract, state_sh
+
+
+def bench_digest(repeats: int) -> None:
+  """Save/restore of the default VEM state with and without the digest."""
+  from unittest import mock
+
+  import jax
+  import numpy as np
+
+  from gcjax import checkpoint as ckpt_lib
+  from gcjax import digest
+  state, abstract, state_sh = _vem_state()
+  nbytes = sum(x.nbytes for x in jax.tree.leaves(state))
+  tmp = tempfile.mkdtemp(prefix='gcjax_bench_digest_')
+  ck = ckpt_lib.Checkpointer(tmp, max_to_keep=2)
+  t = {k: [] for k in ('save', 'save_plain', 'restore', 'restore_plain',
+                       'record', 'check')}
+
+  def no_record(root):
+    raise digest.NoRecord(root)
+
+  def timed(key, fn):
+    t0 = time.perf_counter()
+    out = fn()
+    jax.block_until_ready(out)
+    t[key].append(time.perf_counter() - t0)
+    return out
+
+  step = 0
+  for i in range(repeats + 1):   # the first round warms up, not counted
+    for with_digest in ((True, False) if i % 2 else (False, True)):
+      step += 1
+      if with_digest:
+        timed('save', lambda s=step: ck.save(s, state, {'skipped': 0}))
+        timed('restore', lambda: ck.restore_latest(abstract, state_sh).state)
+        timed('check', lambda s=step: digest.check(ck.step_dir(s)))
+        timed('record', lambda s=step: digest.write_record(ck.step_dir(s)))
+      else:
+        with mock.patch.object(digest, 'write_record', lambda root: None), \
+             mock.patch.object(digest, 'check', no_record):
+          timed('save_plain',
+                lambda s=step: ck.save(s, state, {'skipped': 0}))
+          timed('restore_plain',
+                lambda: ck.restore_latest(abstract, state_sh).state)
+    if i == 0:
+      for v in t.values():
+        v.clear()
+  n_files = len(digest.tree_digests(ck.step_dir(step)))
+  ck.close()
+  shutil.rmtree(tmp)
+  med = {k: 1e3 * float(np.median(v)) for k, v in t.items()}
+
+  def row(name, plain, full, part):
+    diff = med[full] - med[plain]
+    return (f'| {name} | {med[plain]:.0f} | {med[full]:.0f} | '
+            f'{diff:+.0f} ({100 * diff / med[plain]:+.1f}%) | '
+            f'{med[part]:.0f} ({100 * med[part] / med[plain]:.1f}%) |')
+
+  text = '\n'.join([
+      '# Checkpoint digest overhead (default VEM state)', '',
+      f'`python -m experiments.bench_resume digest --repeats {repeats}`: '
+      f'the untrained state of `configs/pix2pix_vem.py` (default preset), '
+      f'{nbytes / 2**20:.1f} MiB in {len(jax.tree.leaves(state))} arrays, '
+      f'{n_files} files per checkpoint, {jax.device_count()} '
+      f'{jax.default_backend()} device(s), {os.cpu_count()} CPU cores. '
+      f'Medians of {repeats} rounds, with and without the SHA-256 record '
+      'interleaved; files in the page cache (a resume after a reboot '
+      'reads them from disk once more for the check).', '',
+      '| operation | without digest (ms) | with digest (ms) | difference | '
+      'digest step alone (ms, % of without) |', '|---|---|---|---|---|',
+      row('save (`Checkpointer.save`)', 'save_plain', 'save', 'record'),
+      row('restore (`restore_latest`)', 'restore_plain', 'restore',
+          'check'),
+      ''])
+  print(text)
+  os.makedirs(os.path.join(ROOT, 'experiments', 'results'), exist_ok=True)
+  with open(os.path.join(ROOT, 'experiments', 'results',
+                         'checkpoint_digest.md'), 'w') as f:
+    f.write(text)
+
+
+def bench_save(repeats: int) -> None:
+  import jax
+  import numpy as np
+
+  from gcjax import checkpoint as ckpt_lib
+  state, abstract, state_sh = _vem_state()
   nbytes = sum(x.nbytes for x in jax.tree.leaves(state))
   tmp = tempfile.mkdtemp(prefix='gcjax_bench_save_')
   ck = ckpt_lib.Checkpointer(tmp, max_to_keep=2)
@@ -73,7 +164,7 @@ def bench_save(repeats: int) -> None:
     ck.save(i + 1, state, {'skipped': 0})
     saves.append(time.perf_counter() - t)
     t = time.perf_counter()
-    restored, _ = ck.restore(i + 1, abstract, state_sh)
+    restored = ck.restore_latest(abstract, state_sh).state
     jax.block_until_ready(restored)
     restores.append(time.perf_counter() - t)
   ck.close()
@@ -208,7 +299,7 @@ def bench_kills(n: int, seed: int) -> None:
 
 def main() -> None:
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-  p.add_argument('what', choices=('save', 'resume', 'kills'))
+  p.add_argument('what', choices=('save', 'resume', 'kills', 'digest'))
   p.add_argument('--repeats', type=int, default=5)
   p.add_argument('--config', default='configs/pix2pix_vem.py:smoke')
   p.add_argument('--n', type=int, default=10)
@@ -216,6 +307,8 @@ def main() -> None:
   a = p.parse_args()
   if a.what == 'save':
     bench_save(a.repeats)
+  elif a.what == 'digest':
+    bench_digest(a.repeats)
   elif a.what == 'resume':
     bench_resume(a.config)
   else:

@@ -25,6 +25,7 @@ import hashlib
 import importlib.metadata
 import os
 import pathlib
+import sys
 import zipfile
 from typing import Callable, NamedTuple
 
@@ -179,9 +180,12 @@ def cached_npz(name: str,
 
   The cache file is ``<cache_dir>/<name>[-<tag>]-<sha12>.npz`` (sha12: the
   first 12 hex digits of the pinned digest), written atomically (temporary
-  file + ``os.replace``) so concurrent processes never see a partial file.
-  A cache hit needs neither the package nor a checksum pass. Use distinct
-  tags for distinct conversions of the same asset.
+  file + ``os.replace``) so concurrent processes never see a partial file,
+  with the SHA-256 of its arrays inside. A cache hit needs no package; its
+  recorded digest is checked (once per process), and a cache file that is
+  truncated, changed or has no digest is reported in one line on stderr and
+  rebuilt from the verified package file. Use distinct tags for distinct
+  conversions of the same asset.
 
   Args:
     name: a key of `ASSETS`.
@@ -192,13 +196,19 @@ def cached_npz(name: str,
     The converted arrays (loaded from the cache, so always the same dtypes).
   """
   path = cache_file(name, tag)
-  if not path.exists():
-    arrays = convert_fn(asset_path(name))
-    bad = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]
-    if bad:
-      raise TypeError(f'convert_fn for {name!r} returned non-arrays: {bad}')
-    npz.save_atomic(path, arrays)
-  return npz.load(path)
+  if path.exists():
+    try:
+      return npz.load(path, require_digest=True)
+    except npz.DamagedFile as e:
+      print(f'gcjax: cache file {path} cannot be used ({e.reason}); rebuilding '
+            f'it from the verified {_asset(name).path} of {_asset(name).dist}'
+            f' {_asset(name).version}', file=sys.stderr)
+  arrays = convert_fn(asset_path(name))
+  bad = [k for k, v in arrays.items() if not isinstance(v, np.ndarray)]
+  if bad:
+    raise TypeError(f'convert_fn for {name!r} returned non-arrays: {bad}')
+  npz.save_atomic(path, arrays, digest=True)
+  return npz.load(path, require_digest=True)
 
 
 def _state_dict_of(path: pathlib.Path) -> dict[str, np.ndarray]:

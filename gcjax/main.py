@@ -13,6 +13,12 @@ Flags:
     ``jax.distributed.initialize()`` where the environment cannot tell them
     (e.g. several CPU processes on one machine); any of them implies
     --multihost.
+  --peer_timeout: seconds without a heartbeat from another process after
+    which a multi-process run stops with a line naming the lost process
+    (exit 75; rerun the same command everywhere to resume). JAX's own
+    heartbeat timeout is set to three times this plus 10 s, as a
+    backstop. If process 0 (the coordinator) dies, JAX itself ends the
+    others at once (SIGABRT, "the leader task was preempted/died").
   --verbose: print the traceback of bad-input errors too. Without it, bad
     input (a missing file or preset, a value of the wrong type, a checkpoint
     of another config) is one line ``gcjax.main: error: ...`` and exit
@@ -37,6 +43,10 @@ _NUM_PROCESSES = flags.DEFINE_integer(
     'num_processes', None, 'Number of processes (default: from the env).')
 _PROCESS_ID = flags.DEFINE_integer(
     'process_id', None, 'This process, 0-based (default: from the env).')
+_PEER_TIMEOUT = flags.DEFINE_float(
+    'peer_timeout', 60.0, 'Multi-process runs: seconds without a heartbeat '
+    'after which another process counts as lost and this one stops.',
+    lower_bound=1.0)
 
 
 def main(argv):
@@ -50,15 +60,23 @@ def main(argv):
                              ('process_id', _PROCESS_ID.value))
           if v is not None}
   if _MULTIHOST.value or dist:
-    jax.distributed.initialize(**dist)
-  from gcjax import train
+    jax.distributed.initialize(
+        **dist, heartbeat_timeout_seconds=int(3 * _PEER_TIMEOUT.value + 10))
+  from gcjax import peers, train
   config = _CONFIG.value
   workdir = _WORKDIR.value or train.default_workdir(
       config_flags.get_config_filename(flags.FLAGS['config']))
   if jax.process_index() == 0:
     print(f'gcjax: workdir {workdir}', flush=True)
   logging.info('Config:\n%s', config)
-  train.run(config, workdir)
+  watchdog = peers.Watchdog(
+      _PEER_TIMEOUT.value, hint=f' in {workdir}/checkpoints').start()
+  try:
+    train.run(config, workdir)
+  except jax.errors.JaxRuntimeError:
+    watchdog.settle()   # a lost peer ends the process here, with one line
+    raise
+  watchdog.stop()
   if jax.process_index() == 0:
     print(f'gcjax: results in {workdir}/results.md')
 

@@ -46,6 +46,28 @@ def default_path(data_config, split: str, key: str, limit: int = 0) -> str:
                       f"{d['name']}-{split}-{key}-{h}.npz")
 
 
+MISSING = 'missing'
+
+
+def cache_problem(path: str) -> str | None:
+  """Why the cached statistics at ``path`` cannot be used; None if usable.
+
+  `MISSING` if there is no file; otherwise the reason it is damaged (not
+  readable, no recorded digest, arrays differ from it, wrong shapes).
+  """
+  from gcjax import npz
+  from gcjax.metrics import fid
+  if not os.path.exists(path):
+    return MISSING
+  try:
+    fid.load_stats(path, require_digest=True)
+  except npz.DamagedFile as e:
+    return e.reason
+  except ValueError as e:
+    return ' '.join(str(e).split())
+  return None
+
+
 def image_key(arrays) -> str:
   for k in ('tgt', 'img', 'b', 'src'):
     if k in arrays:

@@ -222,12 +222,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   ckpt = ckpt_lib.Checkpointer(os.path.join(workdir, 'checkpoints'),
                                max_to_keep=config.keep_ckpts)
   meta = {'skipped': 0}
-  latest = ckpt.latest_step()
   t_restart = time.perf_counter()
-  if latest is not None:
-    state, meta = ckpt.restore(latest, abstract, state_sh)
+  found = ckpt.restore_latest(abstract, state_sh)
+  if found is not None:
+    state, meta = found.state, found.meta
     if is_main:
-      print(f'gcjax: resumed from {ckpt.directory} at step {latest}',
+      for step, reason, moved in found.set_aside:
+        print(f'gcjax: checkpoint {ckpt.directory}/{step} is damaged '
+              f'({reason}); moved to {moved}', file=sys.stderr)
+      print(f'gcjax: resumed from {ckpt.directory} at step {found.step}'
+            f'{"" if found.verified else " (no digest record to verify)"}',
             file=sys.stderr)
   else:
     state = jax.jit(method.init, out_shardings=state_sh)(init_key)
@@ -397,10 +401,14 @@ def _cache_fid_stats(evaluators, config, test_arrays, is_main: bool) -> None:
     if ev.kind != 'fid' or fid_ev.target not in test_arrays:
       continue
     path = fid_ev.stats_path
-    if not os.path.exists(path) and is_main:
+    from gcjax import stats as stats_lib
+    problem = stats_lib.cache_problem(path) if is_main else None
+    if problem is not None:
+      if problem != stats_lib.MISSING:
+        print(f'gcjax: cached FID statistics {path} cannot be used ({problem}); '
+              'recomputing them', file=sys.stderr)
       print(f'gcjax: computing real-image FID statistics -> {path}',
             file=sys.stderr)
-      from gcjax import stats as stats_lib
       from gcjax.metrics import fid
       images = test_arrays[fid_ev.target]
       s = stats_lib.compute(

@@ -329,7 +329,9 @@ def test_cache_written_once_and_reused(fake_dist, monkeypatch):
   cache = assets.cache_file('fake', 'x2')
   assert cache.name == f'fake-x2-{assets.ASSETS["fake"].sha256[:12]}.npz'
   assert cache.parent == pathlib.Path(os.environ['GCJAX_CACHE'])
-  assert [p.name for p in cache.parent.iterdir()] == [cache.name]  # no tmp
+  # No temporary files; the digest sidecar next to the cache file.
+  assert sorted(p.name for p in cache.parent.iterdir()) == [
+      cache.name, cache.name + '.sha256']
   mtime = cache.stat().st_mtime_ns
   # A cache hit needs neither the converter nor the package.
   monkeypatch.setitem(assets.ASSETS, 'fake', assets.ASSETS['fake']._replace(
@@ -338,6 +340,42 @@ def test_cache_written_once_and_reused(fake_dist, monkeypatch):
   assert len(calls) == 1 and cache.stat().st_mtime_ns == mtime
   np.testing.assert_array_equal(first['w2'], np.arange(5) * 2)
   np.testing.assert_array_equal(second['w2'], first['w2'])
+
+
+def _convert_x2(calls):
+  def convert(path):
+    calls.append(path)
+    return {'w2': assets.load_numpy_pickle(path)['w'] * 2}
+  return convert
+
+
+@pytest.mark.parametrize('damage', ['truncate', 'tamper', 'no_digest'])
+def test_damaged_cache_is_rebuilt_with_one_line(fake_dist, capsys, damage):
+  """A truncated, rewritten or unrecorded cache file is never used."""
+  del fake_dist
+  calls = []
+  convert = _convert_x2(calls)
+  assets.cached_npz('fake', convert, tag='x2')
+  cache = assets.cache_file('fake', 'x2')
+  if damage == 'truncate':
+    data = cache.read_bytes()
+    cache.write_bytes(data[:len(data) // 2])
+  elif damage == 'tamper':
+    # A valid .npz with other numbers: only the recorded digest tells.
+    np.savez(cache, w2=np.full(5, 7.0, np.float32))
+  else:
+    (cache.parent / (cache.name + '.sha256')).unlink()
+  capsys.readouterr()
+  got = assets.cached_npz('fake', convert, tag='x2')
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(calls) == 2, 'the damaged cache was used'
+  np.testing.assert_array_equal(got['w2'], np.arange(5) * 2)
+  assert len(err) == 1 and str(cache) in err[0] and 'rebuilding' in err[0]
+  assert {'truncate': 'cannot be read', 'tamper': 'do not match',
+          'no_digest': 'no recorded digest'}[damage] in err[0]
+  # Rebuilt with a digest: the next call is a silent cache hit.
+  assets.cached_npz('fake', convert, tag='x2')
+  assert len(calls) == 2 and not capsys.readouterr().err
 
 
 def test_failed_conversion_leaves_no_cache(fake_dist):

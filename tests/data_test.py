@@ -1,5 +1,6 @@
 """Tests for gcjax.data: embedded sets, image folders and `load`."""
 
+import glob
 import hashlib
 import io
 import os
@@ -58,8 +59,10 @@ def test_edges2fashion_pairs_and_cache(tmp_path):
   assert 0.03 < edge_frac < 0.3, edge_frac
   # Edges lie on the object: near bright target pixels, not on the border.
   assert (out['src'][:, 0] == 255).all() and (out['src'][:, :, 0] == 255).all()
-  cached = os.listdir(tmp_path / 'cache')
-  assert len(cached) == 1 and cached[0].endswith('.npz')
+  # One cache file, plus the sidecar with its digest.
+  cached = sorted(os.listdir(tmp_path / 'cache'))
+  assert len(cached) == 2 and cached[0].endswith('.npz')
+  assert cached[1] == cached[0] + '.sha256'
   again = embedded.load_edges2fashion('test', limit=12)
   for key in out:
     np.testing.assert_array_equal(out[key], again[key])
@@ -69,12 +72,12 @@ def test_edges2fashion_pairs_and_cache(tmp_path):
   rgb = embedded.load_edges2fashion('test', limit=4, channels=3,
                                     resolution=24)
   assert rgb['src'].shape == (4, 24, 24, 3)
-  assert len(os.listdir(tmp_path / 'cache')) == 2
+  assert len(glob.glob(str(tmp_path / 'cache' / '*.npz'))) == 2
 
 
 def test_edges2fashion_damaged_cache_is_rebuilt(tmp_path):
   out = embedded.load_edges2fashion('test', limit=3)
-  (path,) = (tmp_path / 'cache').iterdir()
+  (path,) = (tmp_path / 'cache').glob('*.npz')
   path.write_bytes(b'not an npz')
   again = embedded.load_edges2fashion('test', limit=3)
   np.testing.assert_array_equal(out['src'], again['src'])

@@ -13,6 +13,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 
 import chex
 import jax
@@ -20,7 +21,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from configs import pix2pix_vem
-from gcjax import train
+from gcjax import peers, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG = 'configs/pix2pix_vem.py:smoke'
@@ -165,3 +166,92 @@ def test_two_processes_match_one_process(tmp_path):
   # Reported with -s; the figures in docs/multihost.md come from here.
   print(f'\nmultihost: {len(exact)}/{len(loss_tags)} loss curves bitwise '
         f'equal; differing: {sorted(set(loss_tags) - set(exact))}')
+
+
+# --------------------------------------------------------------------------
+# A process killed mid-run.
+
+PEER_TIMEOUT = 10
+
+
+def _launch(workdir, env, port, tag, tmp_path, steps):
+  """Two gcjax.main processes of the pix2pix_gan smoke run; (proc, log)."""
+  procs = []
+  for pid in range(2):
+    path = tmp_path / f'{tag}{pid}.log'
+    with open(path, 'w') as log:
+      procs.append((subprocess.Popen(
+          [sys.executable, '-m', 'gcjax.main',
+           '--config=configs/pix2pix_gan.py:smoke', f'--workdir={workdir}',
+           f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
+           f'--process_id={pid}', f'--peer_timeout={PEER_TIMEOUT}',
+           f'--config.total_steps={steps}', '--config.ckpt_every=2'],
+          cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), path))
+  return procs
+
+
+def _steps(workdir):
+  d = os.path.join(workdir, 'checkpoints')
+  return sorted(int(n) for n in os.listdir(d) if n.isdigit()) if (
+      os.path.isdir(d)) else []
+
+
+def test_killed_peer_stops_the_other_and_resume_completes(tmp_path):
+  """SIGKILL process 1 after checkpoint 4: process 0 leaves within the
+  peer timeout naming it (exit 75); then SIGKILL process 0 (the JAX
+  coordinator) of the rerun: process 1 leaves at once (JAX ends it); a
+  third run of the same command resumes both from the last checkpoint and
+  finishes."""
+  workdir, steps = str(tmp_path / 'run'), 12
+  env = subprocess_env(str(tmp_path / 'jax_cache'), devices=4)
+  history = []
+  for round_, (victim, after) in enumerate(((1, 4), (0, None))):
+    procs = _launch(workdir, env, _free_port(), f'r{round_}_', tmp_path,
+                    steps)
+    before = _steps(workdir)
+    try:
+      start = time.monotonic()
+      target = after or (before[-1] + 2)
+      while not _steps(workdir) or _steps(workdir)[-1] < target:
+        assert all(p.poll() is None for p, _ in procs), [
+            open(log).read()[-3000:] for _, log in procs]
+        assert time.monotonic() - start < 600
+        time.sleep(0.05)
+      procs[victim][0].kill()
+      killed_at, at_step = time.monotonic(), _steps(workdir)[-1]
+      survivor, log = procs[1 - victim]
+      survivor.wait(timeout=PEER_TIMEOUT * 3 + 60)
+      waited = time.monotonic() - killed_at
+    finally:
+      for p, _ in procs:
+        if p.poll() is None:
+          p.kill()
+    text = open(log).read()
+    history.append((victim, at_step, survivor.returncode, round(waited, 1)))
+    assert survivor.returncode != 0, text[-3000:]
+    if victim == 1:
+      # Our watchdog: one line naming the lost process.
+      assert survivor.returncode == peers.EXIT_PEER_LOST, text[-3000:]
+      assert 'lost process 1 of 2: no heartbeat for' in text, text[-3000:]
+      # gcjax.main waits for the verdict instead of printing the runtime
+      # error of the broken collective.
+      assert 'Traceback' not in text, text[-3000:]
+      assert waited < PEER_TIMEOUT + 30
+    else:
+      # The coordinator is gone: JAX ends the others itself, at once.
+      assert 'leader task' in text, text[-3000:]
+      assert waited < 30
+    if round_ > 0:
+      assert f'at step {before[-1]}' in open(procs[0][1]).read()
+  last = _steps(workdir)[-1]
+  procs = _launch(workdir, env, _free_port(), 'r2_', tmp_path, steps)
+  for p, _ in procs:
+    p.wait(timeout=900)
+  logs = [open(log).read() for _, log in procs]
+  for (p, _), text in zip(procs, logs):
+    assert p.returncode == 0, text[-3000:]
+  assert f'resumed from {workdir}/checkpoints at step {last}' in logs[0]
+  assert _steps(workdir)[-1] == steps
+  assert os.path.exists(os.path.join(workdir, 'results.json'))
+  print(f'\nkills (victim, last checkpoint, survivor exit, seconds to '
+        f'exit): {history}; resumed at {last}')

@@ -34,3 +34,35 @@ def test_load_refuses_pickles(tmp_path):
   np.savez(path, o=np.array([{'a': 1}], dtype=object))
   with pytest.raises(ValueError):
     npz.load(path)
+
+
+def test_digest_round_trip_and_damage(tmp_path):
+  path = tmp_path / 'c.npz'
+  arrays = {'a': np.arange(4.0), 'b/c': np.eye(2, dtype=np.int32)}
+  npz.save_atomic(path, arrays, digest=True)
+  back = npz.load(path, require_digest=True)
+  assert back.keys() == arrays.keys()
+  # Same content rewritten (other zip timestamps): same digest.
+  line = npz.digest_path(path).read_text()
+  npz.save_atomic(path, arrays, digest=True)
+  assert npz.digest_path(path).read_text() == line
+  # One changed number is caught.
+  np.savez(path, a=np.arange(4.0) + [0, 0, 1e-6, 0], **{'b/c': arrays['b/c']})
+  with pytest.raises(npz.DamagedFile, match='do not match'):
+    npz.load(path)
+  # A file written without a digest drops the stale record.
+  npz.save_atomic(path, arrays)
+  assert not npz.digest_path(path).exists()
+  npz.load(path)
+  with pytest.raises(npz.DamagedFile, match='no recorded digest'):
+    npz.load(path, require_digest=True)
+
+
+def test_truncated_file_is_damaged_not_a_crash(tmp_path):
+  path = tmp_path / 't.npz'
+  npz.save_atomic(path, {'x': np.arange(1000.0)}, digest=True)
+  data = path.read_bytes()
+  for cut in (10, len(data) // 2, len(data) - 5):
+    path.write_bytes(data[:cut])
+    with pytest.raises(npz.DamagedFile, match='cannot be read'):
+      npz.load(path)

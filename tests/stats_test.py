@@ -1,6 +1,7 @@
 """Saved real-image FID statistics: compute, save, and use in the evaluator."""
 
 import numpy as np
+import pytest
 
 from configs import common
 from gcjax import evaluators, sharding, stats
@@ -40,3 +41,40 @@ def test_saved_stats_used_by_fid_evaluator(tmp_path):
       eval_inputs=no_eval_inputs, finalize=None)
   res = evaluators.evaluate(ev, ctx)
   assert abs(res['ident']['fid']) < 1e-3
+
+
+def _fake_compute(images, batch_size=32, reservoir=2000, progress=True):
+  """Cheap stand-in for the Inception pass: features = pixel rows."""
+  del batch_size, reservoir, progress
+  f = np.asarray(images, np.float64).reshape(len(images), -1)[:, :8]
+  s = fid.FeatureStats(dim=8, reservoir_size=None)
+  s.update(f)
+  return s
+
+
+def test_tampered_cached_fid_stats_are_recomputed(tmp_path, monkeypatch,
+                                                  capsys):
+  from gcjax import npz, train
+  monkeypatch.setattr(stats, 'compute', _fake_compute)
+  imgs = np.random.RandomState(0).randint(0, 255, (6, 4, 4, 1), np.uint8)
+  path = str(tmp_path / 'cache' / 'fid_stats' / 'x.npz')
+  names = evaluators.Names(predict=('ident',), batch=('tgt',))
+  evs = evaluators.build({'fid': {'type': 'fid', 'target': 'tgt',
+                                  'stats_path': path}}, names)
+  train._cache_fid_stats(evs, None, {'tgt': imgs}, True)
+  want = fid.load_stats(path, require_digest=True)
+  # Tampered: a valid stats file with another mean, digest record kept.
+  np.savez(path, mu=want.mu + 1e-3, sigma=want.sigma, n=want.n,
+           feats=want.feats)
+  with pytest.raises(npz.DamagedFile, match='do not match'):
+    fid.load_stats(path)   # also when named by the user (stats:<path>)
+  capsys.readouterr()
+  train._cache_fid_stats(evs, None, {'tgt': imgs}, True)
+  err = capsys.readouterr().err.splitlines()
+  assert len([x for x in err if 'cannot be used' in x]) == 1, err
+  assert path in err[0] and 'do not match' in err[0]
+  got = fid.load_stats(path, require_digest=True)
+  np.testing.assert_array_equal(got.mu, want.mu)
+  # An intact cache is used as it is.
+  train._cache_fid_stats(evs, None, {'tgt': imgs}, True)
+  assert not capsys.readouterr().err

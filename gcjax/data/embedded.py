@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import sys
 from collections.abc import Sequence
 
 import numpy as np
@@ -174,11 +175,15 @@ def _cache_path(name: str, args: dict) -> str:
 
 
 def _load_npz(path: str) -> dict[str, np.ndarray] | None:
+  """The cached arrays; None if missing or damaged (then recomputed)."""
   try:
-    with np.load(path) as data:
-      return {k: data[k] for k in data.files}
-  except (OSError, ValueError, EOFError):
-    return None  # Missing or damaged: recompute.
+    return npz.load(path, require_digest=True)
+  except FileNotFoundError:
+    return None
+  except (npz.DamagedFile, OSError) as e:
+    print(f'gcjax: cache file {path} cannot be used '
+          f'({getattr(e, "reason", e)}); rebuilding it', file=sys.stderr)
+    return None
 
 
 def load_edges2fashion(
@@ -236,7 +241,7 @@ def load_edges2fashion(
   out = dict(src=_to_channels(src, channels), tgt=_to_channels(tgt, channels),
              label=labels)
   if use_cache:
-    npz.save_atomic(path, out)
+    npz.save_atomic(path, out, digest=True)
   return out
 
 

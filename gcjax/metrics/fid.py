@@ -373,7 +373,8 @@ class SavedStats(NamedTuple):
 
 
 def save_stats(path: str | os.PathLike, stats: Any) -> None:
-  """Writes ``mu``, ``sigma``, ``n`` (and ``feats`` if any) to an .npz.
+  """Writes ``mu``, ``sigma``, ``n`` (and ``feats`` if any) to an .npz,
+  with the SHA-256 of the arrays that `load_stats` checks.
 
   Args:
     path: destination (written atomically; no suffix is added).
@@ -384,16 +385,23 @@ def save_stats(path: str | os.PathLike, stats: Any) -> None:
                 n=np.asarray(stats.n, np.int64))
   if stats.feats is not None:
     arrays['feats'] = np.asarray(stats.feats, np.float32)
-  npz.save_atomic(path, arrays)
+  npz.save_atomic(path, arrays, digest=True)
 
 
-def load_stats(path: str | os.PathLike) -> SavedStats:
+def load_stats(path: str | os.PathLike, require_digest: bool = False
+               ) -> SavedStats:
   """Reads statistics written by `save_stats` (no pickles allowed).
 
+  Args:
+    path: the ``.npz``.
+    require_digest: refuse a file without a recorded SHA-256 (caches).
+
   Raises:
+    gcjax.npz.DamagedFile: unreadable, or the arrays differ from their
+      recorded digest.
     ValueError: keys or shapes are not those of `save_stats`.
   """
-  z = npz.load(path)
+  z = npz.load(path, require_digest=require_digest)
   missing = {'mu', 'sigma', 'n'} - set(z)
   if missing:
     raise ValueError(f'{path}: not an FID stats file, missing '
