@@ -31,7 +31,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from gcjax import npz
+from gcjax import errors, npz
 
 # Re-exported: reading the verified files is part of this surface.
 from gcjax.unpickle import (  # noqa: F401
@@ -73,8 +73,12 @@ ASSETS: dict[str, Asset] = {
 }
 
 
-class AssetError(RuntimeError):
-  """An asset is missing, has the wrong version, or fails its checksum."""
+class AssetError(errors.UserError, RuntimeError):
+  """An asset is missing, has the wrong version, or fails its checksum.
+
+  A UserError (one line on the command line: the message names the file
+  and the pip line or command that fixes it).
+  """
 
 
 # --------------------------------------------------------------------------
