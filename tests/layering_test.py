@@ -6,9 +6,8 @@ lazy imports inside functions too:
 * ``gcjax/models/*.py`` and ``gcjax/metrics/*.py`` import neither
   ``gcjax.assets`` nor ``gcjax.data`` (metrics load no data sets, models
   read no files), nor the loaders built on them;
-* ``models``, ``objectives``, ``langevin``, ``pruning`` and ``materialize`` import
-  nothing from
-  ``methods``, ``train``, ``data`` or ``main``;
+* ``models``, ``objectives``, ``langevin``, ``pruning`` and ``materialize``
+  import nothing from ``methods``, ``train``, ``data`` or ``main``;
 * models do no file I/O (no ``open``, ``os``, ``pathlib``, ``np.load``...).
 """
 
