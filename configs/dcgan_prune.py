@@ -32,18 +32,61 @@ Presets:
 
 import ml_collections
 
-from configs import common, prune_common
+from configs import common
 from configs import dcgan_teacher as teacher_cfg
 
 PRESETS = ('default', 'smoke')
+# The options both prune configs take after ':' (pix2pix_prune.py imports
+# them and the sections below).
+OPTIONS = dict(recipe='self', kind='fine', sparsity=0.5, schedule='agp',
+               mi='none')
+RECIPES = ('self', 'naive', 'distill', 'scratch', 'both')
+
+
+def prune(task: str, lambda_distill: float, distill_loss: str
+          ) -> ml_collections.ConfigDict:
+  """``config.prune``: what is pruned, how, and the fine-tuning recipe."""
+  return ml_collections.ConfigDict({
+      'task': task,                 # dcgan | pix2pix
+      # self (b) | naive (d: oneshot, e: agp) | distill (g: oneshot,
+      # h: agp) | scratch (c) | both (n); see gcjax/methods/prune/common.py.
+      'recipe': 'self',
+      'kind': 'fine',               # fine (weights) | filter (channels)
+      'scope': 'layer',             # fine: layer | global threshold
+      'sparsity': 0.5,              # final fraction of pruned weights
+                                    # (filter: of each layer's filters)
+      'schedule': 'agp',            # oneshot | agp (cubic)
+      # AGP window as fractions of total_steps, and mask updates in it.
+      'agp_start': 0.0, 'agp_end': 0.5, 'agp_updates': 10,
+      'layers': (),                 # module paths; (): all convs but the
+                                    # first and last
+      # self: train the teacher's D too (the appendix does not settle it).
+      'train_disc': False,
+      'lambda_distill': lambda_distill,
+      'distill_loss': distill_loss,  # mse | l1
+  })
+
+
+def apply_options(c: ml_collections.ConfigDict, arg, source: str) -> None:
+  """Sets ``prune.*`` and ``mi.kind`` from the parsed ``:arg`` options."""
+  common.check_choice(arg, 'mi', common.MI_KINDS, source)
+  common.check_choice(arg, 'recipe', RECIPES, source)
+  common.check_choice(arg, 'kind', ('fine', 'filter'), source)
+  common.check_choice(arg, 'schedule', ('oneshot', 'agp'), source)
+  c.prune.recipe = arg.recipe
+  c.prune.kind = arg.kind
+  c.prune.sparsity = arg.sparsity
+  c.prune.schedule = arg.schedule
+  c.mi.kind = arg.mi
+
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   arg = common.parse_arg(arg, presets=PRESETS, source=__file__,
-                         **prune_common.OPTIONS)
+                         **OPTIONS)
   c = common.base()
   c.method = 'prune'
-  c.prune = prune_common.prune('dcgan', lambda_distill=10.0,
+  c.prune = prune('dcgan', lambda_distill=10.0,
                                distill_loss='mse')
   c.teacher = ml_collections.ConfigDict({
       # A gcjax.teachers spec: run:<workdir> of a dcgan_teacher.py run (its
@@ -90,5 +133,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     c.evals = ml_collections.ConfigDict({
         'image': common.image_eval(('teacher',)),
         'cost': common.cost_eval(2, 2)})
-  prune_common.apply_options(c, arg, __file__)
+  apply_options(c, arg, __file__)
   return c

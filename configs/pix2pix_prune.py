@@ -24,7 +24,8 @@ Presets:
 
 import ml_collections
 
-from configs import common, prune_common
+from configs import common
+from configs import dcgan_prune as prune_common
 
 PRESETS = ('default', 'smoke')
 
