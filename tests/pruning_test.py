@@ -246,3 +246,19 @@ def test_fine_grained_masks_refuse_to_materialize():
   with pytest.raises(errors.UserError, match='prunes single weights, not '
                                              'whole filters'):
     materialize.materialize(module, v, m)
+
+
+def test_fine_grained_sparsity_counts_nonzero_weight_macs():
+  module = dcgan.DCGANGenerator(d=8, nz=16, out_ch=1, resolution=32)
+  z = jnp.ones((1, 16))
+  v = _init(module, z)
+  fwd = lambda vv, zz: module.apply(vv, zz)[0]  # noqa: E731
+  dense = cost.count_macs(fwd, v, z)['true']
+  assert cost.count_nonzero_macs(fwd, v, z) == dense
+  m = pruning.magnitude_masks(v['params'], 0.5,
+                              pruning.default_layers(v['params']))
+  sparse = {**v, 'params': pruning.apply_masks(v['params'], m)}
+  # conv0 and conv3 stay dense; conv1 and conv2 (131072 true MACs each)
+  # halve.
+  assert cost.count_nonzero_macs(fwd, sparse, z) == (
+      dense - (131072 + 131072) // 2)
