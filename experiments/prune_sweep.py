@@ -201,6 +201,7 @@ def _fmt(v):
 
 
 def _table(rows, cols) -> list[str]:
+  cols = [(k, h) for k, h in cols if any(k in r for r in rows)]
   out = ['| sparsity | kind | recipe | ' + ' | '.join(h for _, h in cols)
          + ' |', '|' + '---|' * (len(cols) + 3)]
   for r in rows:
@@ -229,9 +230,11 @@ def markdown(teachers: list[dict], rows: list[dict], p2p: list[dict],
                f'{k} = {v[0]}/{v[1]}' for k, v in LETTERS.items()) + '; '
            'kd = Aguinaldo et al. MSE student of about the same weights.', '',
            f'DCGAN teacher d={FLAGS.teacher_d}, {FLAGS.teacher_steps} steps;'
-           f' fine-tuning {FLAGS.steps} steps per run; FID/KID on '
-           f'{FLAGS.fid_limit} samples vs as many test images; IS and '
-           f'agreement on {FLAGS.sample_limit} samples.', '',
+           f' fine-tuning {FLAGS.steps} steps per run; '
+           + (f'FID/KID on {FLAGS.fid_limit} samples vs as many test '
+              'images; ' if FLAGS.fid_limit else 'no FID (--fid_limit=0); ')
+           + f'domain IS and agreement with the teacher (same z) on '
+           f'{FLAGS.sample_limit} samples.', '',
            '## DCGAN (Fashion-MNIST 32x32)', '']
   lines += _table([{'name': t['name'], **t} for t in teachers], DC_COLS)
   if len(teachers) == 2:
