@@ -270,7 +270,7 @@ def plot(rows: list[dict], teachers: list[dict], path: str) -> None:
   draw = ImageDraw.Draw(img)
   fids = [r[key] for r in rows if key in r] + [
       t[key] for t in teachers if key in t]
-  if not fids:
+  if not fids or not rows:
     return
   y0, y1 = min(fids), max(fids)
   y0, y1 = y0 - 0.05 * (y1 - y0 or 1), y1 + 0.05 * (y1 - y0 or 1)
