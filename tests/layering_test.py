@@ -6,8 +6,8 @@ lazy imports inside functions too:
 * ``gcjax/models/*.py`` and ``gcjax/metrics/*.py`` import neither
   ``gcjax.assets`` nor ``gcjax.data`` (metrics load no data sets, models
   read no files), nor the loaders built on them;
-* ``models``, ``objectives`` and ``langevin`` import nothing from
-  ``methods``, ``train``, ``data`` or ``main``;
+* ``models``, ``objectives``, ``langevin``, ``pruning`` and ``materialize``
+  import nothing from ``methods``, ``train``, ``data`` or ``main``;
 * models do no file I/O (no ``open``, ``os``, ``pathlib``, ``np.load``...).
 """
 
@@ -59,7 +59,8 @@ def test_models_and_metrics_import_no_loader(path):
   assert not _hits(path, LOADERS)
 
 
-@pytest.mark.parametrize('path', _sources('models', 'objectives', 'langevin'),
+@pytest.mark.parametrize('path', _sources('models', 'objectives', 'langevin',
+                                          'pruning', 'materialize'),
                          ids=lambda p: f'{p.parent.name}/{p.name}')
 def test_lower_layers_do_not_import_upper_ones(path):
   assert not _hits(path, UPPER)

@@ -1,7 +1,9 @@
 """``cost``: parameters, MACs (true and the literature's convention), XLA's
 flop count and latency at batch 1 and ``latency_batch`` of the finished
 networks (``Method.finalize``): ``pred`` names them (``()``: every network
-that has a predict function of the same name)."""
+that has a predict function of the same name). A network whose kernels
+hold exact zeros (fine-grained pruning) also gets ``macs_nonzero``, the
+true MACs that multiply a nonzero weight."""
 
 from __future__ import annotations
 
@@ -39,6 +41,11 @@ class Evaluator:
       r = {'params': cost.count_params(net.variables),
            'macs_true': macs['true'], 'macs_literature': macs['literature'],
            'flops_xla': cost.xla_flops(fwd, net.variables, x1)}
+      nonzero = cost.count_nonzero_macs(fwd, net.variables, x1)
+      if nonzero < macs['true']:
+        # Zeros in the kernels (fine-grained pruning): the theoretical
+        # count; dense kernels run no faster.
+        r['macs_nonzero'] = nonzero
       jf = jax.jit(fwd)
       for b in (1, self.latency_batch):
         xb = np.zeros((b, *net.input_shape), net.input_dtype)

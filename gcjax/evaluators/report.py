@@ -21,6 +21,7 @@ _COLUMNS = [
     ('params', 'params', _si),
     ('macs_literature', 'MACs (lit.)', _si),
     ('macs_true', 'MACs (true)', _si),
+    ('macs_nonzero', 'MACs (nonzero weights)', _si),
     ('flops_xla', 'XLA flops/2', lambda v: _si(v / 2)),
 ]
 
@@ -53,6 +54,11 @@ def to_markdown(results, title: str) -> str:
     lines += ['', 'MACs (lit.): the torchprofile convention used by the '
               'papers (a stride-2 transposed conv charged per output '
               'element). MACs (true): multiply-adds actually needed. '
+              + ('MACs (nonzero weights): the true MACs whose weight is '
+                 'not zero, the theoretical saving of fine-grained '
+                 'sparsity; dense kernels with zeros run no faster (the '
+                 'latency column shows it). '
+                 if 'macs_nonzero' in keys else '') +
               'XLA flops/2: XLA\'s cost analysis, which skips the taps '
               'that fall on zero padding (well under the MAC counts on '
               'small feature maps: 25% of them for a 4x4 stride-2 conv on '

@@ -45,12 +45,16 @@ class DCGANGenerator(nn.Module):
     out_ch: image channels.
     resolution: 64, 32 or 28.
     norm: 'batch' or 'none' (then the convs get biases).
+    widths: hidden widths that replace ``generator_widths(d, resolution)``
+      (one per hidden layer; a filter-pruned generator materialized by
+      ``gcjax.pruning``); empty: the widths of ``d``.
   """
   d: int = 64
   nz: int = 100
   out_ch: int = 3
   resolution: int = 64
   norm: str = 'batch'
+  widths: tuple[int, ...] = ()
 
   @nn.compact
   def __call__(self, z: jax.Array, train: bool = False
@@ -70,6 +74,12 @@ class DCGANGenerator(nn.Module):
       raise ValueError(f'DCGANGenerator expects z of shape [B, {self.nz}], '
                        f'got {z.shape}')
     k0, widths = generator_widths(self.d, self.resolution)
+    if self.widths:
+      if len(self.widths) != len(widths):
+        raise ValueError(f'DCGANGenerator widths {self.widths}: expected '
+                         f'{len(widths)} hidden widths at resolution '
+                         f'{self.resolution}')
+      widths = tuple(self.widths)
     bias = self.norm == 'none'
     h = z.reshape(z.shape[0], 1, 1, self.nz)
     feats = {}

@@ -71,6 +71,12 @@ class UNetGenerator(nn.Module):
       256x256), applied after the decoder norm as in pix2pix. Rng 'dropout'.
     n_res: residual blocks per level (OMGD's deep teacher: ngf 16, n_res 2);
       0 is plain pix2pix.
+    widths: encoder widths of levels 0 .. n-1 that replace ``ngf * min(2**i,
+      8)`` (a filter-pruned U-Net materialized by ``gcjax.pruning``); empty:
+      the widths of ``ngf``.
+    up_widths: output widths of the decoder's transposed convs of levels
+      1 .. n-1 (the outermost one has ``out_ch``); empty: the encoder widths
+      of levels 0 .. n-2, as in pix2pix.
   """
   ngf: int = 64
   out_ch: int = 3
@@ -78,6 +84,8 @@ class UNetGenerator(nn.Module):
   norm: str = 'batch'
   dropout: float = 0.5
   n_res: int = 0
+  widths: tuple[int, ...] = ()
+  up_widths: tuple[int, ...] = ()
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False
@@ -107,7 +115,12 @@ class UNetGenerator(nn.Module):
       raise ValueError(f'input {x.shape[1]}x{x.shape[2]} not divisible by '
                        f'2**num_downs = {2**n}')
     bias = layers.norm_uses_bias(self.norm)
-    ch = [self.ngf * min(2**i, 8) for i in range(n)]
+    ch = list(self.widths) or [self.ngf * min(2**i, 8) for i in range(n)]
+    up = list(self.up_widths) or ch[:n - 1]
+    if len(ch) != n or len(up) != n - 1:
+      raise ValueError(f'UNetGenerator widths {self.widths} / up_widths '
+                       f'{self.up_widths}: expected {n} and {n - 1} values '
+                       f'for num_downs={n}')
     feats = {}
 
     # Encoder. skips[i] is what level i's block concatenates to its decoder
@@ -133,7 +146,7 @@ class UNetGenerator(nn.Module):
         for j in range(self.n_res):
           h = BottleneckResBlock(self.norm, name=f'up{i}_res{j}')(h, train)
       h = nn.relu(h)
-      out_ch = self.out_ch if i == 0 else ch[i - 1]
+      out_ch = self.out_ch if i == 0 else up[i - 1]
       h = layers.conv_transpose(out_ch, 4, 2, 1, use_bias=bias or i == 0,
                                 name=f'up{i}_conv')(h)
       if i > 0:

@@ -1,0 +1,203 @@
+"""``prune`` task ``pix2pix``: prune a Pix2Pix U-Net generator.
+
+The teacher U-Net and its conditional PatchGAN come from a ``gan``
+(pix2pix flavour) run: ``teacher.init='run:<workdir>'``. The pruned student
+starts from the teacher (or ``student.init``). The discriminator judges
+``concat(src, image)`` (``recipes.adversarial.conditional``); the task loss
+is ``loss.lambda_l1`` * L1 to the target; distillation compares the
+student with the teacher's eval-mode output on the same source.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+
+from gcjax import errors, materialize, pruning, teachers
+from gcjax.methods.base import (
+  Method,
+  Network,
+  apply_net,
+  output_update,
+  prefix,
+  require_data,
+  variables_of,
+)
+from gcjax.methods.prune import common
+from gcjax.models import patchgan, unet
+from gcjax.recipes import adversarial as adv_lib
+from gcjax.recipes import nets as nets_lib
+
+
+def _teacher_img(module, frozen, src):
+  (img, _), _ = apply_net(module, frozen['teacher']['params'],
+                          frozen['teacher'].get('batch_stats'), src,
+                          train=False)
+  return jax.lax.stop_gradient(img)
+
+
+def train_step(state: common.State, batch, key, frozen, *, nets, txs,
+               pruners, recipe: common.Recipe, adv_kind: str, mi,
+               mi_positive: str):
+  """Mask update (on schedule), D update (if it trains), MI critic, G."""
+  key = jax.random.fold_in(key, state.step)
+  drop_key, mi_key = jax.random.split(key)
+  g_pruner, d_pruner = pruners
+  student, masks = common.prune_step(g_pruner, state.student, state.masks,
+                                     state.step)
+  disc, d_masks = common.prune_step(d_pruner, state.disc, state.disc_masks,
+                                    state.step)
+  src, tgt = batch['src'], batch['tgt']
+  t_img = _teacher_img(nets.teacher, frozen, src)
+
+  def s_fwd(params):
+    (img, _), bs = apply_net(nets.student, params, student.batch_stats, src,
+                             train=True, key=drop_key)
+    return img, bs
+
+  s_img, s_vjp, s_bs = jax.vjp(s_fwd, student.params, has_aux=True)
+  d_apply = adv_lib.conditional(adv_lib.train_apply(nets.disc), src)
+  metrics = {}
+  if recipe.train_disc:
+    disc, m_d = adv_lib.d_update(disc, d_apply, txs.disc, tgt, [s_img],
+                                 kind=adv_kind)
+    disc = common.remask(disc, d_masks)
+    metrics.update(prefix('d', m_d))
+  elif recipe.adv > 0:
+    disc = frozen['disc_state']
+  t_pos = tgt if mi_positive == 'target' else t_img
+  mi_state, mi_aux = state.mi, None
+  if mi is not None:
+    mi_state, mi_aux, m_mi = mi.update(state.mi, t_pos,
+                                       jax.lax.stop_gradient(s_img), mi_key)
+    metrics.update(m_mi)
+
+  def out_loss(img):
+    m = {}
+    loss = jnp.zeros(())
+    if recipe.adv > 0:
+      m['adv'] = adv_lib.g_adv_loss(d_apply, disc, img, adv_kind)
+      loss = loss + recipe.adv * m['adv']
+    if recipe.task > 0:
+      m['l1'] = jnp.mean(jnp.abs(img - tgt))
+      loss = loss + recipe.task * m['l1']
+    if recipe.distill > 0:
+      m['distill'] = common.distance(recipe.distill_loss, img, t_img)
+      loss = loss + recipe.distill * m['distill']
+      if mi is not None:
+        mi_term, m_s = mi.student_loss(mi_state, t_pos, img, mi_aux)
+        loss = loss + mi_term
+        m.update(m_s)
+    return loss, m
+
+  student, m_s = output_update(student, txs.student, s_vjp, s_img, out_loss,
+                               batch_stats=s_bs)
+  student = common.remask(student, masks)
+  metrics.update(prefix('s', m_s))
+  if g_pruner is not None:
+    metrics.update(g_pruner.metrics(masks, state.step, 'prune'))
+  if d_pruner is not None:
+    metrics.update(d_pruner.metrics(d_masks, state.step, 'prune_d'))
+  new = state.replace(step=state.step + 1, student=student, masks=masks,
+                      disc=disc if recipe.train_disc else None,
+                      disc_masks=d_masks, mi=mi_state)
+  return new, metrics
+
+
+def make(config, sample_batch) -> Method:
+  """Builds ``prune`` (pix2pix) from config.teacher/student/prune/loss/
+  optim (+ mi)."""
+  require_data(sample_batch, 'prune (pix2pix)')
+  src_shape = tuple(sample_batch['src'].shape[1:])
+  out_ch = sample_batch['tgt'].shape[-1]
+  pair_shape = (*src_shape[:-1], src_shape[-1] + out_ch)
+  x0 = jnp.zeros((1, *src_shape))
+
+  def random_g(key):
+    m = nets_lib.unet_generator(config.teacher, out_ch)
+    return m, jax.jit(m.init)({'params': key, 'dropout': key}, x0)
+
+  def random_d(key):
+    m = nets_lib.patch_discriminator(config.disc)
+    return m, jax.jit(m.init)(key, jnp.zeros((1, *pair_shape)))
+
+  teacher, t_vars, d_mod, d_vars = common.load_teacher(
+      config.teacher, unet.UNetGenerator, random_g, random_d,
+      config.seed + 1)
+  if not isinstance(d_mod, patchgan.PatchDiscriminator):
+    raise errors.UserError(
+        f'the teacher discriminator ({common.disc_spec(config.teacher)!r}) '
+        f'is a {type(d_mod).__name__}, not a PatchDiscriminator')
+  recipe = common.make_recipe(config.prune, config.loss.lambda_l1)
+  if recipe.scratch:
+    raise errors.UserError("prune.recipe='scratch' is built for the dcgan "
+                           'task only')
+  n = config.total_steps
+  loaded = teachers.load(config.student.init)
+  s_mod, s_vars = loaded if loaded is not None else (teacher, t_vars)
+  g_pruner = common.make_pruner(config.prune, s_mod, s_vars, n)
+  d_pruner = (common.make_pruner(config.prune, d_mod, d_vars, n,
+                                 kind='fine', layers=())
+              if recipe.prune_disc else None)
+  nets = common.Nets(teacher=teacher, student=s_mod, disc=d_mod)
+  txs = common.make_txs(config.optim, n, recipe.train_disc)
+  img_shape = (*src_shape[:-1], out_ch)
+  mi = None
+  if config.mi.kind != 'none' and recipe.distill > 0:
+    from gcjax.objectives import mi as mi_lib
+    mi = mi_lib.make_mi_from_config(config.mi, t_shape=img_shape,
+                                    s_shape=img_shape, total_steps=n)
+
+  def init(key):
+    student, masks = common.init_masks(
+        g_pruner, common.net_from(s_vars, txs.student), txs.student)
+    disc, d_masks = None, None
+    if recipe.train_disc:
+      disc, d_masks = common.init_masks(
+          d_pruner, common.net_from(d_vars, txs.disc), txs.disc)
+    return common.State(step=jnp.zeros((), jnp.int32), student=student,
+                        masks=masks, disc=disc, disc_masks=d_masks,
+                        mi=mi.init(key) if mi is not None else None)
+
+  frozen = {'teacher': t_vars}
+  if recipe.adv > 0 and not recipe.train_disc:
+    frozen['disc_state'] = common.frozen_net(d_vars)
+
+  def finalize(state, frozen):
+    out = {'teacher': Network(teacher, frozen['teacher'], src_shape,
+                              section='teacher')}
+    var = variables_of(state.student)
+    var = {**var, 'params': pruning.apply_masks(var['params'], state.masks)}
+    mod = s_mod
+    if g_pruner.kind == 'filter':
+      mod, var = materialize.materialize(mod, jax.device_get(var),
+                                         jax.device_get(state.masks))
+    out['student'] = Network(mod, var, src_shape, section='student')
+    if recipe.train_disc:
+      out['disc'] = Network(d_mod, variables_of(state.disc), pair_shape,
+                            section='disc')
+    return out
+
+  def student_fwd(state, batch, frozen):
+    del frozen
+    (img, _), _ = apply_net(s_mod, state.student.params,
+                            state.student.batch_stats, batch['src'],
+                            train=False)
+    return img
+
+  def teacher_fwd(state, batch, frozen):
+    del state
+    return _teacher_img(teacher, frozen, batch['src'])
+
+  return Method(
+      init=init,
+      train_step=partial(train_step, nets=nets, txs=txs,
+                         pruners=(g_pruner, d_pruner), recipe=recipe,
+                         adv_kind=config.loss.adversarial, mi=mi,
+                         mi_positive=config.mi.positive),
+      predict={'teacher': teacher_fwd, 'student': student_fwd},
+      finalize=finalize,
+      export=('student', 'disc') if recipe.train_disc else ('student',),
+      sample_rows=('src', 'teacher', 'student', 'tgt'), frozen=frozen)
