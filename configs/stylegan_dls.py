@@ -16,7 +16,8 @@ Presets:
   default: d_z 512, w 128, 4 mapping layers, widths <= 32 (G 0.36M, D 0.33M
     parameters), batch 16, the paper's settings otherwise (lambda_enc 1 on
     D and G, R1 10 every step, ring buffer of 512 steps, Adam (0, 0.99) lr
-    1e-3, mapping 1e-5, x0.98 per epoch of 3750 steps). 1500 steps: see
+    1e-3, mapping 1e-5, x0.98 per epoch of 3750 steps). 4000 steps;
+    reconstruction PSNR/SSIM every 500 steps (256 test images); see
     experiments/results/dls_report.md for its wall time on 2 shared cores.
   smoke: 8x8-wide nets, d_z 16, 4 steps: for tests.
   paper: CelebA 128x128 from TFDS (``celeb_a``, resized square; or set
@@ -80,12 +81,12 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.optim = ml_collections.ConfigDict({
       'g': adam(1e-3), 'map': adam(1e-5), 'd': adam(1e-3),
       'decay_rate': 0.98, 'epoch_steps': 3750})
-  c.total_steps = 1500
+  c.total_steps = 4000
   c.log_every = 50
-  c.ckpt_every = 500
+  c.ckpt_every = 1000
   c.n_samples = 8
   c.eval_batch_size = 64
-  c.evals = evals(limit=512, fid_limit=1000)
+  c.evals = evals(limit=256, fid_limit=500, every_steps=500)
   if preset == 'smoke':
     c.data = fashion(batch_size=8, limit=64, test_limit=16)
     c.generator.update(z_dim=16, w_dim=16, map_layers=2, ch_base=64,
