@@ -43,9 +43,12 @@ def test_encoder_loss_by_hand():
 
 def test_no_gradient_flows_through_the_scale():
   z_pred, z = jnp.array([[1.0, 2.0]]), jnp.zeros((1, 2))
-  g = jax.grad(lambda v: dls.encoder_loss(z_pred, z, dls.latent_scale(v)))(
+  g_s = jax.grad(lambda s: dls.encoder_loss(z_pred, z, s))(
+      jnp.array([1.0, 2.0]))
+  np.testing.assert_array_equal(np.asarray(g_s), [0.0, 0.0])
+  g_v = jax.grad(lambda v: jnp.sum(dls.latent_scale(v) * jnp.arange(2.0)))(
       jnp.array([1.0, 4.0]))
-  np.testing.assert_array_equal(np.asarray(g), [0.0, 0.0])
+  np.testing.assert_array_equal(np.asarray(g_v), [0.0, 0.0])
 
 
 def test_entropy_by_hand():
@@ -77,12 +80,12 @@ def test_ring_buffer_by_hand():
 
 
 def test_ema_by_hand():
-  t = dls.ema(0.5)
+  t = dls.ema(0.75)
   st = t.init(2)
-  st = t.update(st, jnp.array([3.0, 1.0]))
-  np.testing.assert_allclose(np.asarray(t.variance(st)), [2.0, 1.0])
-  st = t.update(st, jnp.array([0.0, 3.0]))
-  np.testing.assert_allclose(np.asarray(t.variance(st)), [1.0, 2.0])
+  st = t.update(st, jnp.array([3.0, 1.0]))      # 0.75 * 1 + 0.25 * x
+  np.testing.assert_allclose(np.asarray(t.variance(st)), [1.5, 1.0])
+  st = t.update(st, jnp.array([0.5, 5.0]))
+  np.testing.assert_allclose(np.asarray(t.variance(st)), [1.25, 2.0])
 
 
 def test_bad_tracker_settings_raise():

@@ -46,20 +46,25 @@ def test_synthesis_layers_read_their_own_w(gen_and_vars):
   assert gen.num_ws == 6          # 16x16: convs 4, 8up, 8, 16up, 16 + rgb.
   w1 = jax.random.normal(jax.random.key(1), (2, 8))
   w2 = jax.random.normal(jax.random.key(2), (2, 8))
-
-  def synth(cutoff):
-    ws = stylegan.mix_styles(w1, w2, jnp.full((2,), cutoff), gen.num_ws)
-    return gen.apply(v, ws, method='synthesize')
-
-  (img_a, f_a), (_, f_1) = synth(gen.num_ws), synth(1)
-  _, f_3 = synth(3)
-  # Cutoff 1: the 4x4 conv reads w1, everything after w2.
-  np.testing.assert_allclose(f_1['res4'], f_a['res4'], rtol=1e-6)
-  assert np.abs(np.asarray(f_1['res8'] - f_a['res8'])).max() > 1e-3
-  # Cutoff 3: layers 0-2 (res4 conv, both res8 convs) read w1; rgb8 and the
-  # res16 convs read w2.
-  np.testing.assert_allclose(f_3['res8'], f_a['res8'], rtol=1e-6)
-  assert np.abs(np.asarray(f_3['res16'] - f_a['res16'])).max() > 1e-3
+  base = jnp.repeat(w1[:, None], gen.num_ws, 1)
+  img0, f0 = gen.apply(v, base, method='synthesize')
+  # Layer j's w first shows at this resolution (None: only in the image,
+  # the last toRGB); the toRGBs share the next conv's w.
+  first = [4, 8, 8, 16, 16, None]
+  for j, res in enumerate(first):
+    img, f = gen.apply(v, base.at[:, j].set(w2), method='synthesize')
+    for r in (4, 8, 16):
+      diff = float(np.abs(np.asarray(f[f'res{r}'] - f0[f'res{r}'])).max())
+      if res is None or r < res:
+        assert diff == 0.0, (j, r)
+      elif r == res:
+        assert diff > 1e-3, (j, r)
+    assert float(np.abs(np.asarray(img - img0)).max()) > 1e-4, j
+  # Style mixing at cutoff 3 = layers 0-2 from w1, the rest from w2.
+  mixed = stylegan.mix_styles(w1, w2, jnp.full((2,), 3), gen.num_ws)
+  _, f3 = gen.apply(v, mixed, method='synthesize')
+  np.testing.assert_array_equal(f3['res8'], f0['res8'])
+  assert np.abs(np.asarray(f3['res16'] - f0['res16'])).max() > 1e-3
   # __call__ broadcasts one w to every layer.
   z = jax.random.normal(jax.random.key(3), (2, 8))
   w = gen.apply(v, z, method='map')
@@ -67,7 +72,7 @@ def test_synthesis_layers_read_their_own_w(gen_and_vars):
   np.testing.assert_allclose(gen.apply(v, z)[0],
                              gen.apply(v, ws, method='synthesize')[0],
                              rtol=1e-5, atol=1e-6)
-  assert img_a.shape == (2, 16, 16, 1)
+  assert img0.shape == (2, 16, 16, 1)
 
 
 def test_dls_scale_variable_multiplies_z(gen_and_vars):
