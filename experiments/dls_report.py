@@ -212,7 +212,7 @@ def _fmt(v, nd=3):
 
 def markdown(results, curves, walls, swept, files, steps) -> str:
   cols = (('FID', 'generator', 'fid'), ('KID', 'generator', 'kid'),
-          ('L_enc (D, last 50)', None, 'd/enc'),
+          ('L_enc (D)', None, 'd/enc'),
           ('entropy', None, 'dls/entropy'),
           ('real PSNR', 'recon', 'psnr'), ('real SSIM', 'recon', 'ssim'),
           ('real LPIPS', 'recon', 'lpips'),
@@ -230,8 +230,9 @@ def markdown(results, curves, walls, swept, files, steps) -> str:
   for name, res in results.items():
     cells = []
     for _, model, key in cols:
-      if model is None:
-        v = res['_run']['last_losses'].get(key)
+      if model is None:   # the last logged value (a resumed run's
+        pts = curves[name].get(key)   # last_losses may be empty)
+        v = pts[-1][1] if pts else None
       else:
         v = res.get(model, {}).get(key)
       cells.append(_fmt(v))
