@@ -17,8 +17,14 @@ Presets:
     parameters), batch 16, the paper's settings otherwise (lambda_enc 1 on
     D and G, R1 10 every step, ring buffer of 512 steps, Adam (0, 0.99) lr
     1e-3, mapping 1e-5, x0.98 per epoch of 3750 steps). 4000 steps;
-    reconstruction PSNR/SSIM every 500 steps (256 test images); see
-    experiments/results/dls_report.md for its wall time on 2 shared cores.
+    reconstruction PSNR/SSIM every 500 steps (256 test images), FID on 500
+    samples at the end. Measured on the 2-core CPU shared with other jobs
+    (load 8-28): 0.09-0.15 s/step while the cores were free, ~1 s/step
+    under contention; the report's runs (stopped at 2000 steps, two at
+    once) took ~21 min of training each and ~37 min of final evaluation
+    (Inception at ~1.2 s/image for FID). Not within 10 minutes here; on 2
+    idle cores expect ~6-10 min of training plus the FID pass.
+    experiments/results/dls_report.md has the figures.
   smoke: 8x8-wide nets, d_z 16, 4 steps: for tests.
   paper: CelebA 128x128 from TFDS (``celeb_a``, resized square; or set
     data to an image folder), d_z 512, w 512, 8 mapping layers, widths <=
