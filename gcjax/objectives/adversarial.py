@@ -120,3 +120,22 @@ def gradient_penalty(d_fn: Callable[[jax.Array], jax.Array],
   norm = jnp.sqrt(jnp.sum(jnp.square(g.reshape(g.shape[0], -1)), axis=-1)
                   + 1e-12)
   return jnp.mean(jnp.square(norm - 1.0))
+
+
+def r1_penalty(d_fn: Callable[[jax.Array], jax.Array],
+               real: jax.Array) -> jax.Array:
+  """R1 (Mescheder et al. 2018): E_x[||grad_x D(x)||^2] on real data.
+
+  The squared norm is summed over each example's elements and averaged over
+  the batch; StyleGAN2 weights it by gamma / 2 (DLSGAN: 10, i.e. gamma 20).
+
+  Args:
+    d_fn: maps [B, ...] inputs to logits [B, ...]; the gradient of the sum
+      of its logits is taken per example (D must not mix examples).
+    real: [B, ...] float real inputs.
+
+  Returns:
+    Scalar float32.
+  """
+  g = jax.grad(lambda x: jnp.sum(d_fn(x)))(real)
+  return jnp.mean(jnp.sum(jnp.square(g.reshape(g.shape[0], -1)), axis=-1))

@@ -68,7 +68,7 @@ def conditional(apply_fn: Callable, src: jax.Array) -> Callable:
 def d_update(disc: NetState, apply_fn: Callable, tx, real: jax.Array,
              fakes: Sequence[jax.Array], *, kind: str, scale: float = 1.0,
              gp_weight: float = 0.0, gp_key: jax.Array | None = None,
-             extra: Callable | None = None):
+             r1_weight: float = 0.0, extra: Callable | None = None):
   """One discriminator update on real vs (stop-gradient) fake images.
 
   Args:
@@ -82,12 +82,14 @@ def d_update(disc: NetState, apply_fn: Callable, tx, real: jax.Array,
     scale: loss weight (CycleGAN halves the discriminator loss).
     gp_weight: > 0 adds the WGAN-GP gradient penalty on the last fake.
     gp_key: PRNG key of the penalty's interpolation weights.
+    r1_weight: > 0 adds ``r1_weight`` x the R1 penalty on the real batch
+      (StyleGAN2/DLSGAN: 10 every step).
     extra: ``fn(real_out, fake_outs) -> (loss, metrics)`` added to the loss;
       ``*_out`` are the discriminator's ``(logits, feats)``.
 
   Returns:
     (new state, metrics: loss (loss<i> per fake when several), real and
-    fake mean logits, gp, grad_norm, and the extra term's metrics).
+    fake mean logits, gp, r1, grad_norm, and the extra term's metrics).
   """
   fakes = [jax.lax.stop_gradient(f) for f in fakes]
 
@@ -110,6 +112,11 @@ def d_update(disc: NetState, apply_fn: Callable, tx, real: jax.Array,
           lambda x: apply_fn(params, bs, x)[0][0], real, fakes[-1], gp_key)
       loss = loss + gp_weight * gp
       m['gp'] = gp
+    if r1_weight > 0:
+      r1 = adversarial.r1_penalty(
+          lambda x: apply_fn(params, bs, x)[0][0], real)
+      loss = loss + r1_weight * r1
+      m['r1'] = r1
     if extra is not None:
       e_loss, e_m = extra(real_out, fake_outs)
       loss = loss + e_loss
