@@ -24,6 +24,7 @@ _CHUNK = 250   # faces per generator call (fixed: the bytes depend on it).
 def generate_faces(z: np.ndarray) -> np.ndarray:
   """Face DCGAN images for latents ``z`` [N, 100] -> uint8 [N, 64, 64, 3]."""
   import jax
+
   from gcjax import convert
   module, variables = convert.load_face_dcgan()
   fwd = jax.jit(lambda v, z: module.apply(v, z, train=False)[0])
