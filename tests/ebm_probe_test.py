@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from gcjax import errors
-from gcjax.evaluators import common
-from gcjax.evaluators import ebm_probe
+from gcjax.evaluators import common, ebm_probe
 
 
 def _energy(t, s):
