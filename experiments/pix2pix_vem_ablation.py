@@ -31,6 +31,7 @@ import numpy as np
 from absl import flags, logging
 from ml_collections import config_flags
 
+from configs import common
 from gcjax import cli, train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -78,6 +79,9 @@ def one(config, wd, *, kind, seed, eta=None, lam=None):
         c.mi.step_size = float(eta)
       if lam is not None:
         c.mi.lambda_mi = float(lam)
+      if kind == 'vem' and 'ebm' not in c.evals:   # held-out EBM probes
+        c.evals.ebm = common.ebm_probe_eval(
+            'tgt' if c.mi.positive == 'target' else 'teacher')
     c.lock()
     t = time.time()
     train.run(c, wd)
@@ -162,7 +166,7 @@ def _cell(vals):
   return f'{np.mean(vals):.4g} ± {np.std(vals, ddof=1):.2g}'
 
 
-def table(groups, res):
+def table(groups, res, curves):
   """Markdown rows: one per group of runs, student metrics + diagnostics."""
   cols = [*METRICS, *PROBES, *DIAG]
   lines = ['| run | n | ' + ' | '.join(cols) + ' |',
@@ -170,13 +174,30 @@ def table(groups, res):
   for g, names in groups.items():
     cells = []
     for c in cols:
-      if '/' in c:
-        vals = [res[n]['_run']['last_losses'].get(c) for n in names]
+      if '/' in c:   # last logged value (a resumed run's results lack it)
+        vals = [res[n]['_run']['last_losses'].get(
+            c, curves[n][c][1][-1] if c in curves[n] else None)
+                for n in names]
       else:
         vals = [res[n].get('student', {}).get(c) for n in names]
       cells.append(_cell(vals))
     lines.append(f'| {g} | {len(names)} | ' + ' | '.join(cells) + ' |')
   return lines
+
+
+def unfinished_lines(names, curves):
+  """Last logged diagnostics of runs that have no results yet."""
+  if not names:
+    return []
+  lines = ['Unfinished runs (no evaluation yet): last logged diagnostics.', '',
+           '| run | step | ' + ' | '.join(DIAG) + ' |',
+           '|---|---|' + '---|' * len(DIAG)]
+  for n in names:
+    c = curves[n]
+    step = max((s[0][-1] for s in c.values() if s[0]), default=0)
+    cells = [f'{c[d][1][-1]:.4g}' if d in c else '-' for d in DIAG]
+    lines.append(f'| {n} | {step} | ' + ' | '.join(cells) + ' |')
+  return [*lines, '']
 
 
 def main(argv):
@@ -206,12 +227,15 @@ def main(argv):
   # Report over every finished run.
   res, curves = {}, {}
   names = sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else []
+  unfinished = []
   for n in names:
     path = os.path.join(runs_dir, n, 'results.json')
+    curves[n] = read_curves(os.path.join(runs_dir, n))
     if os.path.exists(path):
       with open(path) as f:
         res[n] = json.load(f)
-      curves[n] = read_curves(os.path.join(runs_dir, n))
+    elif curves[n]:
+      unfinished.append(n)
   groups = {}
   for n in res:
     groups.setdefault(n.rsplit('_s', 1)[0], []).append(n)
@@ -223,7 +247,8 @@ def main(argv):
            '(mean over the last log window). Lower is better for fid, kid, '
            'lpips; higher for psnr, ssim, agree_psnr. Report written in '
            f'{time.time() - t0:.0f}s (run times are printed per run).', '',
-           *table(groups, res), '',
+           *table(groups, res, curves), '',
+           *unfinished_lines(unfinished, curves),
            f'![diagnostic curves]({_NAME.value}_curves.png)', '']
   if _VERDICT.value:
     with open(_VERDICT.value) as f:
