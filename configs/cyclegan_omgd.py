@@ -138,6 +138,7 @@ def build(kind: str, preset: str) -> ml_collections.ConfigDict:
   c.mi = common.mi(kind)
   c.mi.positive = 'teacher'
   c.mi.ebm_pool = 2
+  c.mi.ebm_ch = 16   # the VEM authors' C0 for CycleGAN
   c.total_steps = 300
   c.optim = ml_collections.ConfigDict({
       'g': common.adam(2e-4, decay='linear', decay_start=150),
@@ -223,6 +224,8 @@ def build(kind: str, preset: str) -> ml_collections.ConfigDict:
     c.eval_batch_size = 8
     c.evals = _evals('b', image=False)
     c.evals.cost.latency_batch = 4
+  if kind == 'vem':   # held-out EBM probes against the MI positive
+    c.evals.ebm = common.ebm_probe_eval('teacher')
   return c
 
 

@@ -5,7 +5,11 @@ Run:
   python -m gcjax.main --config=configs/pix2pix_vem.py:smoke    # seconds
   python -m gcjax.main --config=configs/pix2pix_vem.py:paper    # edges2shoes
 
-Presets and all other settings: see pix2pix_omgd.py.
+The VEM section is ``common.mi('vem')``: the authors' energy net
+(``ebm_arch='vem'``, C0=64 in :paper and :faces, 16 in the CPU default),
+K=10, eta=100, sigma=0.005, alpha=0.05, the chain clipped once at the end;
+results carry the ``ebm_probe`` figures. Presets and all other settings:
+see pix2pix_omgd.py (``:faces`` is the VEM ablation's RGB setting).
 """
 
 import ml_collections

@@ -79,13 +79,15 @@ def test_schema_and_values_match_the_record():
 
 
 def test_composed_arg():
-  from configs import pix2pix_omgd, pix2pix_vem
+  from configs import common, pix2pix_omgd, pix2pix_vem
   c = pix2pix_vem.get_config('smoke,mi=vid')
   smoke = pix2pix_vem.get_config('smoke')
   assert c.mi.kind == 'vid' and smoke.mi.kind == 'vem'
   assert c.data.args.resolution == 16 and c.total_steps == 3
   with c.unlocked():
     c.mi.kind = 'vem'
+    # VEM runs also get the held-out EBM probes.
+    c.evals.ebm = common.ebm_probe_eval('tgt')
   assert c == smoke
   # The thin files are the base file with another default mi.kind.
   assert pix2pix_vem.get_config('paper') == pix2pix_omgd.get_config(

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from gcjax import data
-from gcjax.data import embedded, folders
+from gcjax.data import embedded, faces, folders
 
 
 @pytest.fixture(autouse=True)
@@ -86,6 +86,31 @@ def test_edges2fashion_damaged_cache_is_rebuilt(tmp_path):
 def test_edges2fashion_bad_edge():
   with pytest.raises(ValueError, match="'hed'"):
     embedded.load_edges2fashion('test', edge='hed', limit=1)
+
+
+# edges2faces (face DCGAN + Canny).
+
+
+def test_edges2faces_deterministic_and_split_apart(tmp_path):
+  a = faces.load_edges2faces('test', n_test=6, use_cache=False)
+  b = faces.load_edges2faces('test', n_test=6, use_cache=False)
+  for k in ('src', 'tgt', 'label'):
+    assert a[k].tobytes() == b[k].tobytes(), k
+  assert a['tgt'].shape == a['src'].shape == (6, 64, 64, 3)
+  assert a['tgt'].dtype == np.uint8
+  # Edge maps: black lines on white, gray repeated.
+  assert set(np.unique(a['src'])) <= {0, 255}
+  assert (a['src'] == 255).mean() > 0.5
+  np.testing.assert_array_equal(a['src'][..., 0], a['src'][..., 2])
+  tr = faces.load_edges2faces('train', n_train=6, use_cache=False)
+  other = faces.load_edges2faces('test', n_test=6, seed=1, use_cache=False)
+  assert not np.array_equal(tr['tgt'], a['tgt'])
+  assert not np.array_equal(other['tgt'], a['tgt'])
+  # Through the cache: the same bytes again; limit cuts the split.
+  c = data.load('edges2faces', 'test', n_test=6, limit=4)
+  assert c['tgt'].tobytes() == a['tgt'][:4].tobytes()
+  assert any(f.startswith('edges2faces') for f in os.listdir(
+      embedded.cache_dir()))
 
 
 # Photos.

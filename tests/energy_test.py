@@ -6,7 +6,14 @@ import jax.numpy as jnp
 import numpy as np
 from absl.testing import absltest, parameterized
 
-from gcjax.models.energy import EnergyNet, n_halvings
+from gcjax.models.energy import (
+  EnergyNet,
+  SNConv,
+  VEMEnergyNet,
+  n_halvings,
+  power_iteration,
+  spectral_scale,
+)
 
 
 class FastPRNGTestCase(parameterized.TestCase):
@@ -99,6 +106,81 @@ class EnergyNetTest(FastPRNGTestCase):
     with self.assertRaisesRegex(ValueError, 'equal B, H, W'):
       net.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)),
                jnp.zeros((1, 8, 8, 3)), train=False)
+
+
+class VEMEnergyNetTest(FastPRNGTestCase):
+  """The VEM authors' net."""
+
+  def test_shapes_widths_and_halving_stops_at_1x1(self):
+    net = VEMEnergyNet(ch=8, n_blocks=7)
+    x = jax.ShapeDtypeStruct((2, 64, 64, 3), jnp.float32)
+
+    def fwd(key, a, b):
+      v = net.init(key, a, b, train=False)
+      return net.apply(v, a, b, train=False)
+
+    e, feats = jax.eval_shape(fwd, jax.random.key(0), x, x)
+    chex.assert_shape(e, (2,))
+    chex.assert_shape(feats['stem'], (2, 32, 32, 4))       # pooled, C0/2
+    sides = [16, 8, 4, 2, 1, 1, 1]                          # stops at 1x1
+    widths = [8, 16, 16, 16, 16, 16, 16]                    # C0 -> 2 C0
+    for i, (side, w) in enumerate(zip(sides, widths)):
+      chex.assert_shape(feats[f'block{i}'], (2, side, side, w))
+    chex.assert_shape(feats['pooled'], (2, 16))
+
+  def test_every_block_is_its_shortcut_at_init(self):
+    net = VEMEnergyNet(ch=8, n_blocks=4)
+    k1, k2, k3 = jax.random.split(jax.random.key(3), 3)
+    t = jax.random.uniform(k1, (2, 32, 32, 3), minval=-1, maxval=1)
+    s = jax.random.uniform(k2, (2, 32, 32, 3), minval=-1, maxval=1)
+    v = jax.jit(lambda k: net.init(k, t, s, train=False))(k3)
+
+    def zero_residual(path, x):
+      names = [getattr(p, 'key', '') for p in path]
+      return jnp.zeros_like(x) if 'conv2' in names else x
+
+    v0 = jax.tree_util.tree_map_with_path(zero_residual, v)
+    apply = jax.jit(lambda v: net.apply(v, t, s, train=False))
+    (e, feats), (e0, feats0) = apply(v), apply(v0)
+    for i in range(4):
+      scale = float(jnp.max(jnp.abs(feats0[f'block{i}'])))
+      self.assertGreater(scale, 1e-3)
+      np.testing.assert_allclose(feats[f'block{i}'], feats0[f'block{i}'],
+                                 atol=1e-8 * max(scale, 1.0))
+    np.testing.assert_allclose(e, e0, atol=1e-7)
+
+  def test_lower_bounded_sn_never_scales_up(self):
+    rng = np.random.default_rng(0)
+    for std in (1e-10, 1e-3, 0.05, 1.0, 30.0):
+      mat = jnp.asarray(std * rng.standard_normal((27, 5)), jnp.float32)
+      u, _ = power_iteration(mat, jnp.ones((5,)) / np.sqrt(5), 50)
+      scale, sigma = spectral_scale(mat, u, lower_bound=True)
+      top = np.linalg.svd(np.asarray(mat), compute_uv=False)[0]
+      np.testing.assert_allclose(sigma, top, rtol=5e-3)   # eps at 1e-10
+      self.assertLessEqual(float(scale), 1.0 + 1e-6)
+      # min(sigma, 1): only kernels above unit norm are scaled (to 1).
+      np.testing.assert_allclose(float(scale * sigma), min(top, 1.0),
+                                 rtol=5e-3)
+      plain, _ = spectral_scale(mat, u, lower_bound=False)
+      np.testing.assert_allclose(float(plain * sigma), 1.0, rtol=1e-4)
+
+  def test_sn_conv_tiny_kernel_stays_tiny(self):
+    x = jnp.ones((1, 4, 4, 2))
+    for lower, expect_tiny in ((True, True), (False, False)):
+      conv = SNConv(3, lower_bound=lower, init_std=1e-10)
+      v = conv.init(jax.random.key(0), x, train=False)
+      y = conv.apply(v, x, train=False)
+      self.assertEqual(bool(jnp.max(jnp.abs(y)) < 1e-8), expect_tiny)
+
+  def test_train_advances_power_iteration(self):
+    net = VEMEnergyNet(ch=4, n_blocks=2)
+    t = jnp.ones((2, 16, 16, 1)) * 0.3
+    v = jax.jit(lambda k: net.init(k, t, t, train=False))(jax.random.key(1))
+    _, upd = jax.jit(lambda v: net.apply(v, t, t, train=True,
+                                         mutable=['batch_stats']))(v)
+    changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)),
+                           v['batch_stats'], upd['batch_stats'])
+    self.assertTrue(any(jax.tree.leaves(changed)))
 
 
 if __name__ == '__main__':

@@ -69,6 +69,22 @@ class LangevinTest(FastPRNGTestCase):
     # 4 steps of 0.5 * (unit direction): every pixel moves 4*0.5/sqrt(48).
     np.testing.assert_allclose(np.asarray(x), 2.0 / np.sqrt(48.0), rtol=1e-5)
 
+  def test_clip_only_at_the_end(self):
+    # E = (x - m)^2 / 2 with eta 1.5 overshoots: x <- -0.5 x + 1.5 m.
+    # From 0 with m = 0.9: 1.35 (out of range), then 0.675 unclipped; with
+    # per-step clipping 1.35 -> 1.0, then -0.5 + 1.35 = 0.85.
+    energy = lambda x: jnp.sum(jnp.square(x - 0.9), axis=-1) / 2.0
+    x0 = jnp.zeros((1, 1))
+    run = lambda clip_at, n: langevin(
+        energy, x0, jax.random.key(0), n_steps=n, step_size=1.5,
+        noise_std=0.0, clip=(-1.0, 1.0), clip_at=clip_at)[0]
+    np.testing.assert_allclose(run('end', 2), [[0.675]], rtol=1e-6)
+    np.testing.assert_allclose(run('step', 2), [[0.85]], rtol=1e-6)
+    # The end clip still applies: one step ends at 1.35 -> 1.0.
+    np.testing.assert_allclose(run('end', 1), [[1.0]], rtol=1e-6)
+    with self.assertRaisesRegex(ValueError, 'clip_at'):
+      run('never', 1)
+
   def test_jit_static_steps_and_determinism(self):
     energy = _quadratic(1.0)
 

@@ -186,6 +186,10 @@ class MITest(FastPRNGTestCase):
       chex.assert_shape(aux['t_neg'], t.shape)
       self.assertLessEqual(float(jnp.max(jnp.abs(aux['t_neg']))), 1.0)
       self.assertGreater(float(m['ebm/step_norm']), 0.0)
+      # move per step / noise per step (sigma sqrt(D)), D = 16 * 16 * 3.
+      np.testing.assert_allclose(
+          m['ebm/move_noise_ratio'],
+          m['ebm/step_norm'] / (0.005 * math.sqrt(16 * 16 * 3)), rtol=1e-5)
     if kind == 'crd':   # 3 batches of 4 went through a queue of 8
       self.assertEqual(int(state['ptr']), 4)
       np.testing.assert_array_equal(aux['queue'][4:], state['queue'][4:])
@@ -193,6 +197,43 @@ class MITest(FastPRNGTestCase):
     # The critic trained.
     changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state0, state)
     self.assertTrue(any(jax.tree.leaves(changed)))
+
+  def test_ebm_learns_the_pairing(self):
+    # t is a deterministic function of s (its negative, smooth images): a
+    # few hundred EBM updates against Langevin negatives must make held-out
+    # shuffled pairs clearly higher in energy than true ones.
+    from gcjax.evaluators.ebm_probe import probe_energies
+    shape = (16, 16, 1)
+    mi = mi_lib.make_mi('vem', t_shape=shape, s_shape=shape, ebm_ch=8,
+                        ebm_blocks=3, n_steps=5, lr=1e-3)
+
+    def pairs(key, b=16):
+      low = jax.random.uniform(key, (b, 4, 4, 1), minval=-1, maxval=1)
+      s = jax.image.resize(low, (b, *shape), 'linear')
+      return -s, s
+
+    @jax.jit
+    def train(state, key):
+      def body(i, st):
+        k1, k2 = jax.random.split(jax.random.fold_in(key, i))
+        t, s = pairs(k1)
+        return mi.update(st, t, s, k2)[0]
+      return jax.lax.fori_loop(0, 300, body, state)
+
+    state = train(jax.jit(mi.init)(jax.random.key(0)), jax.random.key(1))
+    module, variables = mi.critic(state)
+    t, s = pairs(jax.random.key(99), b=64)
+    energy = lambda a, b: module.apply(
+        variables, jnp.concatenate([a, b], -1), train=False)[0]
+    e = jax.jit(lambda t, s: probe_energies(
+        energy, t, s, jax.random.key(5), n_steps=module.n_steps,
+        step_size=module.step_size, noise_std=module.noise_std,
+        clip=module.clip, clip_at=module.clip_at))(t, s)
+    gap = e['e_shuffled'] - e['e_pos']
+    self.assertGreater(float(jnp.mean(gap)), 0.0)
+    self.assertGreater(float(jnp.mean(gap > 0)), 0.8)
+    self.assertGreater(float(jnp.mean(gap)),
+                       3 * float(jnp.std(e['e_pos'])) / 8)   # clear margin
 
   def test_config_and_errors(self):
     cfg = {'kind': 'vid', 'positive': 'target', 'lambda_mi': 0.1,

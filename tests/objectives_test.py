@@ -134,6 +134,37 @@ class DistillTest(FastPRNGTestCase):
     self.assertGreater(float(loss), 0.0)
     self.assertGreater(float(jnp.abs(g).sum()), 0.0)
 
+  def test_ssim_loss_matches_pytorch_ssim(self):
+    # pytorch_ssim (OMGD's loss), written out directly: an 11x11 Gaussian
+    # window (sigma 1.5) as one 2D kernel, zero padding 5 (full-size map),
+    # C1 = 0.01^2, C2 = 0.03^2, the map averaged over everything.
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (2, 14, 13, 3)).astype(np.float32)
+    x = 0.5 * (x + np.roll(x, 1, axis=2))
+    y = np.clip(x + 0.3 * rng.standard_normal(x.shape), -1, 1).astype(
+        np.float32)
+    g = np.exp(-(np.arange(11) - 5.0)**2 / (2 * 1.5**2))
+    g /= g.sum()
+    win = np.outer(g, g)
+
+    def filt(a):                       # [B, H, W, C], zero padding 5
+      p = np.pad(a.astype(np.float64), ((0, 0), (5, 5), (5, 5), (0, 0)))
+      out = np.zeros(a.shape, np.float64)
+      for i in range(11):
+        for j in range(11):
+          out += win[i, j] * p[:, i:i + a.shape[1], j:j + a.shape[2]]
+      return out
+
+    mu1, mu2 = filt(x), filt(y)
+    s11 = filt(x * x) - mu1**2
+    s22 = filt(y * y) - mu2**2
+    s12 = filt(x * y) - mu1 * mu2
+    c1, c2 = 0.01**2, 0.03**2
+    ssim_map = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)
+                / ((mu1**2 + mu2**2 + c1) * (s11 + s22 + c2)))
+    np.testing.assert_allclose(distill.ssim_loss(x, y), 1 - ssim_map.mean(),
+                               rtol=1e-5, atol=1e-6)
+
   def test_adapter(self):
     ad = distill.Adapter(out_ch=5)
     x = jax.random.normal(jax.random.key(0), (2, 4, 4, 3))

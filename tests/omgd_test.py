@@ -50,7 +50,7 @@ def test_vem_step_sharded_equals_single_device_and_traces_once():
   chex.clear_trace_counter()
   s1, m1 = _steps(jax.devices()[:1])
   for k in ('ebm/e_pos', 'ebm/e_neg', 'ebm/step_norm', 's/loss', 't0/loss',
-            's/mi/student_term'):
+            's/mi/student_term', 'ebm/move_noise_ratio', 's/mi_grad_ratio'):
     assert k in m8[-1], k
   chex.assert_tree_all_finite(m8)
   chex.assert_trees_all_close(m8, m1, rtol=2e-4, atol=2e-5)
@@ -68,3 +68,13 @@ def test_vem_smoke_end_to_end(tmp_path):
   assert 'agree_psnr' in res['student']
   assert os.path.exists(tmp_path / 'results.md')
   assert os.path.exists(tmp_path / 'export' / 'student.npz')
+  # EBM diagnostics: logged train-step metrics and the held-out probes.
+  last = res['_run']['last_losses']
+  for k in ('ebm/e_pos', 'ebm/e_neg', 'ebm/gap', 'ebm/move_noise_ratio',
+            's/mi_grad_ratio'):
+    assert np.isfinite(last[k]), k
+  assert last['s/mi_grad_ratio'] > 0
+  for k in ('ebm_shuffle_gap', 'ebm_shuffle_acc', 'ebm_neg_gap',
+            'ebm_e_pos'):
+    assert np.isfinite(res['student'][k]), k
+  assert not os.path.exists(tmp_path / 'export' / 'ebm.npz')

@@ -3,6 +3,7 @@
 | name             | loader                              | keys           |
 | ---------------- | ----------------------------------- | -------------- |
 | edges2fashion    | embedded.load_edges2fashion         | src, tgt, label|
+| edges2faces      | faces.load_edges2faces              | src, tgt, label|
 | fashion          | embedded.load_fashion_images        | img, label     |
 | photos           | embedded.load_photos                | src, label     |
 | paired_folder    | folders.load_paired_folder          | src, tgt       |
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from gcjax import errors
-from gcjax.data import embedded, folders
+from gcjax.data import embedded, faces, folders
 
 
 def _paired_folder(split: str, path: str, **kwargs) -> dict[str, np.ndarray]:
@@ -54,6 +55,7 @@ def _tfds_unpaired(split: str, **kwargs) -> dict[str, np.ndarray]:
 
 LOADERS: dict[str, Callable[..., dict[str, np.ndarray]]] = {
     'edges2fashion': embedded.load_edges2fashion,
+    'edges2faces': faces.load_edges2faces,
     'fashion': embedded.load_fashion_images,
     'photos': embedded.load_photos,
     'paired_folder': _paired_folder,

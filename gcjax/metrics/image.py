@@ -45,24 +45,28 @@ def _gaussian_1d(size: int, sigma: float) -> jax.Array:
   return g / jnp.sum(g)
 
 
-def _separable_valid_filter(x: jax.Array, g: jax.Array) -> jax.Array:
-  """Depthwise 'VALID' 2D filtering of [B, H, W, C] with the outer product g g^T."""
+def _separable_filter(x: jax.Array, g: jax.Array, padding: str) -> jax.Array:
+  """Depthwise 2D filtering of [B, H, W, C] with the outer product g g^T.
+
+  ``padding``: 'VALID' (window positions inside the image) or 'SAME' (zero
+  padding, a full-size map; separable zero padding equals 2D zero padding).
+  """
   c = x.shape[-1]
   k = g.shape[0]
   dn = ('NHWC', 'HWIO', 'NHWC')
   kh = jnp.tile(g.reshape(k, 1, 1, 1), (1, 1, 1, c))
   kw = jnp.tile(g.reshape(1, k, 1, 1), (1, 1, 1, c))
   x = jax.lax.conv_general_dilated(
-      x, kh, (1, 1), 'VALID', dimension_numbers=dn, feature_group_count=c,
+      x, kh, (1, 1), padding, dimension_numbers=dn, feature_group_count=c,
       precision=jax.lax.Precision.HIGHEST)
   return jax.lax.conv_general_dilated(
-      x, kw, (1, 1), 'VALID', dimension_numbers=dn, feature_group_count=c,
+      x, kw, (1, 1), padding, dimension_numbers=dn, feature_group_count=c,
       precision=jax.lax.Precision.HIGHEST)
 
 
 def ssim(x: jax.Array, y: jax.Array, max_val: float = 2.0,
          filter_size: int = 11, filter_sigma: float = 1.5, k1: float = 0.01,
-         k2: float = 0.03) -> jax.Array:
+         k2: float = 0.03, padding: str = 'valid') -> jax.Array:
   """Structural similarity with a Gaussian window (Wang et al. 2004).
 
   Same definition as ``tf.image.ssim`` and as ``skimage.metrics.
@@ -72,6 +76,11 @@ def ssim(x: jax.Array, y: jax.Array, max_val: float = 2.0,
   averaged over the window positions fully inside the image, then over
   channels.
 
+  ``padding='same'`` gives pytorch_ssim's variant (OMGD's loss): the image
+  is zero-padded so the map covers every pixel (statistics near the border
+  see zeros); with ``max_val=1`` its constants are pytorch_ssim's C1 =
+  0.01^2, C2 = 0.03^2 whatever the data range.
+
   Args:
     x: [B, H, W, C] float images; H and W >= filter_size.
     y: [B, H, W, C] float images, same shape.
@@ -80,12 +89,17 @@ def ssim(x: jax.Array, y: jax.Array, max_val: float = 2.0,
     filter_sigma: Gaussian standard deviation in pixels.
     k1: stabilizer of the luminance term, C1 = (k1 * max_val)^2.
     k2: stabilizer of the contrast-structure term, C2 = (k2 * max_val)^2.
+    padding: 'valid' (window positions inside the image; skimage/TF) or
+      'same' (zero padding, full-size map; pytorch_ssim).
 
   Returns:
     [B] float32 mean SSIM, 1 where x == y.
   """
   _check_pair(x, y)
-  if min(x.shape[1:3]) < filter_size:
+  if padding not in ('valid', 'same'):
+    raise ValueError(f"ssim padding must be 'valid' or 'same', got "
+                     f'{padding!r}')
+  if padding == 'valid' and min(x.shape[1:3]) < filter_size:
     raise ValueError(
         f'ssim needs H, W >= filter_size={filter_size}, got image shape '
         f'{x.shape}')
@@ -95,7 +109,7 @@ def ssim(x: jax.Array, y: jax.Array, max_val: float = 2.0,
   # One filtering pass over the five stacked statistics.
   stats = jnp.concatenate([x, y, x * x, y * y, x * y], axis=-1)
   mu_x, mu_y, e_xx, e_yy, e_xy = jnp.split(
-      _separable_valid_filter(stats, g), 5, axis=-1)
+      _separable_filter(stats, g, padding.upper()), 5, axis=-1)
   var_x = e_xx - mu_x * mu_x
   var_y = e_yy - mu_y * mu_y
   cov = e_xy - mu_x * mu_y

@@ -24,17 +24,21 @@ def l1(x: jax.Array, y: jax.Array) -> jax.Array:
   return jnp.mean(jnp.abs(x - y))
 
 
-def ssim_loss(x: jax.Array, y: jax.Array, max_val: float = 2.0) -> jax.Array:
-  """1 - SSIM averaged over the batch.
+def ssim_loss(x: jax.Array, y: jax.Array) -> jax.Array:
+  """1 - SSIM as OMGD's loss computes it (pytorch_ssim).
+
+  11x11 Gaussian window (sigma 1.5), zero padding (the map covers every
+  pixel), C1 = 0.01^2 and C2 = 0.03^2 as pytorch_ssim fixes them (on
+  [-1, 1] images, as OMGD feeds them), the map averaged over everything.
+  The evaluator's SSIM (``metrics.image.ssim`` defaults) is skimage's.
 
   Args:
-    x, y: [B, H, W, C] float32 images in [-1, 1] (so ``max_val`` = 2).
-    max_val: dynamic range of the images.
+    x, y: [B, H, W, C] float32 images in [-1, 1].
 
   Returns:
-    Scalar float32 in [0, 2].
+    Scalar float32.
   """
-  return 1.0 - jnp.mean(ssim(x, y, max_val=max_val))
+  return 1.0 - jnp.mean(ssim(x, y, max_val=1.0, padding='same'))
 
 
 def total_variation(x: jax.Array, reduction: str = 'mean') -> jax.Array:

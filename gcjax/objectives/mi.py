@@ -16,8 +16,10 @@ paired data) and the student output s, without knowing which bound is used:
 Kinds:
   * ``'none'``: no add-on (empty state, zero term).
   * ``'vem'`` (Kang et al. 2022): q(t|s) ∝ exp(-E(t, s)) with the
-    ``EnergyNet``. Negatives t~ come from K Langevin steps started at s
-    (eq. 7 with separate step size eta and noise sigma); the EBM minimizes
+    authors' ``VEMEnergyNet`` (``ebm_arch='compact'``: gcjax's earlier
+    ``EnergyNet``). Negatives t~ come from K Langevin steps started at s
+    (eq. 7 with separate step size eta and noise sigma), clipped to the data
+    range once at the end as in the authors' code; the EBM minimizes
     mean E(t+, s) - mean E(t~, s) + alpha (mean E(t+, s)^2 + mean E(t~, s)^2)
     with Adam (lr 1e-4, betas (0, 0.999)); the student term is
     lambda_mi [mean E(t+, s) - mean E(sg(t~), s)] (eq. 9), reusing the
@@ -34,8 +36,12 @@ Kinds:
 
 Defaults follow the VEM paper: K = 10, eta = 100 (use 50 for Cityscapes and
 FFHQ), sigma = 0.005, lambda_mi = 0.2 (best in its Table 5, Cityscapes);
-alpha is not given in the main text, 0.1 is the top of the 0.05-0.1 range
-used by EBM practice (Du & Mordatch's 1.0 is for much larger energies).
+alpha = 0.05 is the authors' scripts' ``l2_coeff`` (not in the main text).
+
+VEM diagnostics (train-step metrics): ``ebm/e_pos``, ``ebm/e_neg``,
+``ebm/gap`` (= e_neg - e_pos), ``ebm/move_noise_ratio`` (the mean Langevin
+gradient move per step over the noise per step sigma * sqrt(D), D the
+per-example size of t: << 1 means the chain is noise, >> 1 a descent).
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ import numpy as np
 
 from gcjax import state as base
 from gcjax.langevin import langevin
-from gcjax.models.energy import EnergyNet
+from gcjax.models.energy import PairEnergy, energy_net
 
 PyTree = Any
 KINDS = ('none', 'vem', 'vid', 'crd')
@@ -68,11 +74,14 @@ class MI(NamedTuple):
     student_loss: ``student_loss(mi_state, t_pos, s, aux) -> (loss,
       metrics)``; scalar term for the student loss, already multiplied by
       ``lambda_mi``; gradient only through ``s``.
+    critic: VEM only: ``critic(mi_state) -> (module, variables)``, the
+      energy net as a ``models.energy.PairEnergy`` (for evaluation probes).
   """
   kind: str
   init: Callable[[jax.Array], PyTree]
   update: Callable[..., tuple[PyTree, PyTree, dict[str, jax.Array]]]
   student_loss: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
+  critic: Callable[[PyTree], tuple[Any, PyTree]] | None = None
 
 
 # --------------------------------------------------------------------------
@@ -194,11 +203,12 @@ def _check_shapes(name, t_pos, s, t_shape, s_shape):
                      f'[B, {s_shape}], got {t_pos.shape} and {s.shape}')
 
 
-def _vem(lambda_mi, tx, t_shape, s_shape, *, ebm_ch, ebm_blocks, ebm_pool,
-         ebm_spectral_norm, n_steps, step_size, noise_std, alpha, clip,
-         grad_clip) -> MI:
-  net = EnergyNet(ch=ebm_ch, n_blocks=ebm_blocks, pool=ebm_pool,
-                  spectral_norm=ebm_spectral_norm)
+def _vem(lambda_mi, tx, t_shape, s_shape, *, ebm_arch, ebm_ch, ebm_blocks,
+         ebm_pool, ebm_spectral_norm, n_steps, step_size, noise_std, alpha,
+         clip, clip_at, grad_clip) -> MI:
+  net = energy_net(ebm_arch, ch=ebm_ch, n_blocks=ebm_blocks, pool=ebm_pool,
+                   spectral_norm=ebm_spectral_norm)
+  noise_per_step = noise_std * float(np.sqrt(np.prod(t_shape)))
 
   def init(key):
     return base.create_net_state(net, tx, key, jnp.zeros((1, *t_shape)),
@@ -214,7 +224,7 @@ def _vem(lambda_mi, tx, t_shape, s_shape, *, ebm_ch, ebm_blocks, ebm_pool,
     t_neg, lstats = langevin(lambda t: energy(frozen, t, s), s, key,
                              n_steps=n_steps, step_size=step_size,
                              noise_std=noise_std, clip=clip,
-                             grad_clip=grad_clip)
+                             grad_clip=grad_clip, clip_at=clip_at)
     b = t_pos.shape[0]
     t_both = jnp.concatenate([t_pos, t_neg], axis=0)
     s_both = jnp.concatenate([s, s], axis=0)
@@ -237,6 +247,8 @@ def _vem(lambda_mi, tx, t_shape, s_shape, *, ebm_ch, ebm_blocks, ebm_pool,
         'ebm/e_pos': jnp.mean(e_pos), 'ebm/e_neg': jnp.mean(e_neg),
         'ebm/gap': jnp.mean(e_neg) - jnp.mean(e_pos), 'ebm/loss': loss,
         'ebm/step_norm': lstats['step_norm'],
+        'ebm/move_noise_ratio': lstats['step_norm'] / max(noise_per_step,
+                                                          1e-12),
         'ebm/langevin_grad_norm': lstats['grad_norm'],
         'ebm/grad_norm': base.global_norm(grads)}
     return new, {'t_neg': t_neg}, metrics
@@ -250,7 +262,17 @@ def _vem(lambda_mi, tx, t_shape, s_shape, *, ebm_ch, ebm_blocks, ebm_pool,
     term = lambda_mi * (jnp.mean(e[:b]) - jnp.mean(e[b:]))
     return term, {'mi/student_term': term}
 
-  return MI('vem', init, update, student_loss)
+  def critic(state):
+    module = PairEnergy(net, t_channels=t_shape[-1], n_steps=n_steps,
+                        step_size=float(step_size),
+                        noise_std=float(noise_std), clip=clip,
+                        clip_at=clip_at)
+    variables = {'params': {'energy': state.params}}
+    if state.batch_stats is not None:
+      variables['batch_stats'] = {'energy': state.batch_stats}
+    return module, variables
+
+  return MI('vem', init, update, student_loss, critic)
 
 
 def _vid(lambda_mi, tx, t_shape, s_shape, *, vid_hidden, vid_init_var) -> MI:
@@ -334,11 +356,12 @@ def make_mi(kind: str, *, t_shape: tuple[int, ...], s_shape: tuple[int, ...],
             lr: float = 1e-4, b1: float = 0.0, b2: float = 0.999,
             total_steps: int = 1, decay: str = 'none',
             # VEM
-            ebm_ch: int = 64, ebm_blocks: int = 7, ebm_pool: int = 2,
-            ebm_spectral_norm: bool = True, n_steps: int = 10,
-            step_size: float = 100.0, noise_std: float = 0.005,
-            alpha: float = 0.1,
+            ebm_arch: str = 'vem', ebm_ch: int = 64, ebm_blocks: int = 7,
+            ebm_pool: int = 2, ebm_spectral_norm: bool = True,
+            n_steps: int = 10, step_size: float = 100.0,
+            noise_std: float = 0.005, alpha: float = 0.05,
             clip: tuple[float, float] | None = (-1.0, 1.0),
+            clip_at: str = 'end',
             grad_clip: float | None = None,
             # VID
             vid_hidden: int = 32, vid_init_var: float = 1.0,
@@ -354,10 +377,16 @@ def make_mi(kind: str, *, t_shape: tuple[int, ...], s_shape: tuple[int, ...],
     lambda_mi: weight of the student term (the paper's lambda_MI).
     lr, b1, b2: Adam for the critic (VEM paper: 1e-4, (0, 0.999)).
     total_steps, decay: learning-rate schedule (see ``make_adam``).
-    ebm_ch, ebm_blocks, ebm_pool, ebm_spectral_norm: ``EnergyNet`` fields.
+    ebm_arch: 'vem' (the authors' ``VEMEnergyNet``) or 'compact'
+      (``EnergyNet``).
+    ebm_ch, ebm_blocks: base width C0 and block count (for 'compact': its
+      width and most blocks).
+    ebm_pool, ebm_spectral_norm: 'compact' only (``EnergyNet`` fields).
     n_steps, step_size, noise_std: Langevin K, eta, sigma.
     alpha: weight of the energy-magnitude regularizer in the EBM loss.
     clip: data range for the Langevin chain (None: no clipping).
+    clip_at: 'end' (clip once after the last step, the authors' code) or
+      'step' (after every step).
     grad_clip: per-example Langevin gradient-norm clip (None or <= 0: off,
       so a config can say 0).
     vid_hidden: width of VID's mean network.
@@ -384,11 +413,17 @@ def make_mi(kind: str, *, t_shape: tuple[int, ...], s_shape: tuple[int, ...],
       clip = (float(clip[0]), float(clip[1]))
     if grad_clip is not None and grad_clip <= 0:
       grad_clip = None
-    return _vem(lambda_mi, tx, t_shape, s_shape, ebm_ch=ebm_ch,
-                ebm_blocks=ebm_blocks, ebm_pool=ebm_pool,
+    if ebm_arch not in ('vem', 'compact'):
+      raise ValueError(f"mi: ebm_arch must be 'vem' or 'compact', got "
+                       f'{ebm_arch!r}')
+    if clip_at not in ('step', 'end'):
+      raise ValueError(f"mi: clip_at must be 'step' or 'end', got "
+                       f'{clip_at!r}')
+    return _vem(lambda_mi, tx, t_shape, s_shape, ebm_arch=ebm_arch,
+                ebm_ch=ebm_ch, ebm_blocks=ebm_blocks, ebm_pool=ebm_pool,
                 ebm_spectral_norm=ebm_spectral_norm, n_steps=int(n_steps),
                 step_size=step_size, noise_std=noise_std, alpha=alpha,
-                clip=clip, grad_clip=grad_clip)
+                clip=clip, clip_at=clip_at, grad_clip=grad_clip)
   if kind == 'vid':
     return _vid(lambda_mi, tx, t_shape, s_shape, vid_hidden=vid_hidden,
                 vid_init_var=vid_init_var)

@@ -96,7 +96,10 @@ def student_update(student: NetState, adapt: NetState, mi_state, src,
 
   Returns:
     (student, adapt, mi_state, metrics): metrics are scalars named
-    ``s/<part>`` plus the MI critic's own ``mi/...`` / ``ebm/...`` ones.
+    ``s/<part>`` plus the MI critic's own ``mi/...`` / ``ebm/...`` ones;
+    with an MI add-on, ``s/mi_grad_ratio`` = |d(MI term)/ds| / |d(rest of
+    the loss)/ds| over the batch (the rest's feature terms reach the
+    student through its feature maps, not s, and are not counted).
   """
   s_key, mi_key = jax.random.split(key)
   t_imgs = [jax.lax.stop_gradient(t) for t in t_imgs]
@@ -140,13 +143,23 @@ def student_update(student: NetState, adapt: NetState, mi_state, src,
       a_bs = upd['batch_stats']
       feat = sum(distill.channel_mean_mse(a, t_maps[n])
                  for a, n in zip(adapted, w.feature_layers))
-    mi_term, m_mi = mi.student_loss(mi_state, t_pos, img, mi_aux)
-    total = total + w.tv * tv + w.feature * feat + mi_term
-    m.update(tv=tv, feature=feat, loss=total, **m_mi)
+    total = total + w.tv * tv + w.feature * feat
+    m.update(tv=tv, feature=feat, loss=total)
     return total, (m, a_bs)
 
   (_, (m_s, a_bs)), (g_img, g_maps, g_adapt) = jax.value_and_grad(
       loss_fn, argnums=(0, 1, 2), has_aux=True)(s_img, s_maps, adapt.params)
+  if mi.kind != 'none':
+    # The MI term's gradient on s, apart, for the diagnostic ratio
+    # |d(lambda_MI term)/ds| / |dL_algo/ds| (the term only reaches s).
+    (mi_term, m_mi), g_mi = jax.value_and_grad(
+        lambda x: mi.student_loss(mi_state, t_pos, x, mi_aux), has_aux=True)(
+            s_img)
+    m_s.update(m_mi)
+    m_s['loss'] = m_s['loss'] + mi_term
+    m_s['mi_grad_ratio'] = global_norm(g_mi) / jnp.maximum(
+        global_norm(g_img), 1e-20)
+    g_img = g_img + g_mi
   g_student, = s_vjp((g_img, g_maps))
   m_s['grad_norm'] = global_norm(g_student)
   metrics.update({f's/{k}': v for k, v in m_s.items()})

@@ -214,6 +214,10 @@ def make(config, sample_batch) -> Method:
     else:
       out['teacher'] = Network(teacher, frozen['teacher'], a_shape,
                                section='teacher')
+    if mi.critic is not None:   # VEM: the energy net, for evaluation probes
+      module, v = mi.critic(state.mi)
+      out['ebm'] = Network(module, v, (*b_shape[:-1], 2 * b_shape[-1]),
+                           section='mi')
     return out
 
   init = partial(create_state, a_shape=a_shape, b_shape=b_shape,

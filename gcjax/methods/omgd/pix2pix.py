@@ -17,7 +17,8 @@ Each step (OMGD, Ren et al. 2021, as VEM builds on it):
 ``config.teacher.init`` / ``config.student.init`` (``gcjax.teachers``
 specs, e.g. ``run:<workdir>`` of a ``gan`` run) warm-start the wide teacher
 (still trained online) and the student. Exports ``student``, ``teacher``
-(and ``teacher_deep``) and ``disc``.
+(and ``teacher_deep``) and ``disc``; with VEM, ``finalize`` also returns the
+energy net as ``'ebm'`` (not exported) for the ``ebm_probe`` evaluator.
 
 t+ is the real target on paired data (``mi.positive='target'``, the paper's
 choice) or the wide teacher's output (``'teacher'``).
@@ -241,6 +242,10 @@ def make(config, sample_batch) -> Method:
                                   shapes['src'], section='student')
     nets_out['disc'] = Network(nets.disc, variables_of(state.disc), pair,
                                section='disc')
+    if mi.critic is not None:   # VEM: the energy net, for evaluation probes
+      module, v = mi.critic(state.mi)
+      nets_out['ebm'] = Network(module, v, (*shapes['tgt'][:-1], 2 * out_ch),
+                                section='mi')
     return nets_out
 
   return Method(
