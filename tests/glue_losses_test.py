@@ -13,7 +13,8 @@ import optax
 
 from configs import pix2pix_omgd
 from gcjax.models import energy, vgg
-from gcjax.objectives import distill, mi as mi_lib
+from gcjax.objectives import distill
+from gcjax.objectives import mi as mi_lib
 from gcjax.recipes import distill as distill_lib
 from gcjax.state import NetState, create_net_state, variables_of
 
