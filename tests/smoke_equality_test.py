@@ -32,6 +32,7 @@ from smoke_runs import per_spec, smoke_results
 
 from gcjax import checkpoint as ckpt_lib
 from gcjax import methods, sharding, teachers, train
+from gcjax.data import pipeline
 
 ROOT = smoke_runs.ROOT
 with open(os.path.join(ROOT, 'tests', 'fixtures', 'smoke_results.json')) as f:
@@ -90,8 +91,7 @@ def test_exports_reproduce_the_run(spec, smoke_run):
   method, state, frozen, arrays, mesh = _restored(config, workdir)
   with open(os.path.join(workdir, 'export', 'card.json')) as f:
     assert sorted(json.load(f)['networks']) == sorted(method.export)
-  n = config.eval_batch_size
-  rows = {k: v[:n] for k, v in arrays.items()}
+  rows, _ = next(pipeline.eval_batches(arrays, config.eval_batch_size))
   batch = {k: np.asarray(v) for k, v in
            method.eval_inputs(rows, jax.random.key(5)).items()}
   gb = sharding.global_from_host(batch, mesh)
@@ -101,14 +101,19 @@ def test_exports_reproduce_the_run(spec, smoke_run):
     module, variables = teachers.load(f'run:{workdir}:{name}')
     assert type(module) is type(finished[name].module), name
     if name in method.predict:
+      # The reloaded network runs as the run's predict functions do: jitted
+      # over the evaluation batch sharded across the 8 devices (on one host
+      # device XLA sums in another order: ~1e-6 apart at 32x32).
       want = method.predict[name](state, gb, frozen)
-      x = batch[_input_key(method, batch)]
+      got = jax.jit(lambda v, x, m=module: m.apply(v, x, train=False)[0],
+                    out_shardings=sharding.replicated(mesh))(
+                        variables, gb[_input_key(method, batch)])
     else:
       net = finished[name]
       x = np.asarray(jax.random.uniform(
           jax.random.key(6), (4, *net.input_shape), minval=-1.0))
       want = net.module.apply(net.variables, x, train=False)[0]
-    got = module.apply(variables, x, train=False)[0]
+      got = module.apply(variables, x, train=False)[0]
     want, got = np.asarray(want), np.asarray(got)
     assert want.shape == got.shape and np.std(want) > 0, name
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6, err_msg=name)
