@@ -57,12 +57,17 @@ def _guarded(train_step, policy: str):
 
 
 def _first_nonfinite(history: list[dict[str, np.ndarray]], start: int):
-  """(step, name) of the first non-finite metric, losses named first."""
+  """(step, name) of the first non-finite metric.
+
+  Within a step the sub-losses are named first (where a NaN arises inside
+  one term, that term), then totals (``*loss``), then gradient norms, which
+  a non-finite term poisons too.
+  """
   for i, m in enumerate(history):
     bad = [k for k, v in m.items()
            if k != 'guard/skipped' and not np.all(np.isfinite(v))]
     if bad:
-      bad.sort(key=lambda k: (not k.endswith('loss'), k))
+      bad.sort(key=lambda k: (k.endswith('grad_norm'), k.endswith('loss'), k))
       return start + i, bad[0]
   return None
 

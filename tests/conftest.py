@@ -13,3 +13,12 @@ import jax  # noqa: E402
 
 # Classic threefry: XLA:CPU compiles it far faster (see configs/common.py base).
 jax.config.update('jax_threefry_partitionable', False)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope='session')
+def smoke_run(tmp_path_factory):
+  """``smoke_run(spec) -> (workdir, results)``: see tests/smoke_runs.py."""
+  import smoke_runs
+  return lambda spec: smoke_runs.run(spec, tmp_path_factory)

@@ -124,9 +124,10 @@ def test_wrong_channel_count(earlier_run):
 
 
 def test_wrong_image_size(earlier_run):
-  # The U-Net halves the side at every level: 12 cannot be halved 4 times.
+  # The U-Net halves the side down to a 1x1 bottleneck: 12 cannot be.
   c = _with(_config(), **{'data.args.resolution': 12})
-  _run_refused(earlier_run, c, ValueError, r'12')
+  _run_refused(earlier_run, c, ValueError,
+               r'U-Net input side must be a power of two, got 12x12')
 
 
 def test_checkpoint_of_other_data_shape(earlier_run):

@@ -57,13 +57,27 @@ class LangevinTest(FastPRNGTestCase):
     g = jax.grad(f)(jnp.full((3, 4), 0.5))
     np.testing.assert_array_equal(np.asarray(g), 0.0)
 
-  def test_clip_and_grad_clip(self):
-    # A linear energy pushes every pixel up; the chain must stay in range.
+  def test_clip_holds_the_chain_in_the_data_range(self):
+    # A linear energy moves every pixel by 0.5 per step: 4 steps take it
+    # to +-2 unclipped, to the bounds of the default clip (-1, 1).
+    up = lambda x: -jnp.sum(x, axis=(1, 2, 3)) * 10.0
+    x0 = jnp.zeros((2, 4, 4, 3))
+    kw = dict(n_steps=4, step_size=0.05, noise_std=0.0)
+    free, _ = langevin(up, x0, jax.random.key(2), clip=None, **kw)
+    np.testing.assert_allclose(np.asarray(free), 2.0, rtol=1e-6)
+    x, _ = langevin(up, x0, jax.random.key(2), **kw)
+    np.testing.assert_array_equal(np.asarray(x), 1.0)
+    x, _ = langevin(lambda x: -up(x), x0, jax.random.key(2), **kw)
+    np.testing.assert_array_equal(np.asarray(x), -1.0)
+    x, _ = langevin(up, x0, jax.random.key(2), clip=(-0.5, 0.25), **kw)
+    np.testing.assert_array_equal(np.asarray(x), 0.25)
+
+  def test_grad_clip(self):
+    # A linear energy pushes every pixel up.
     energy = lambda x: -jnp.sum(x, axis=(1, 2, 3)) * 10.0
     x0 = jnp.zeros((2, 4, 4, 3))
     x, stats = langevin(energy, x0, jax.random.key(2), n_steps=4,
                         step_size=1.0, noise_std=0.0, grad_clip=0.5)
-    self.assertLessEqual(float(jnp.max(x)), 1.0)
     # Each per-example gradient (norm 10 * sqrt(48)) is clipped to 0.5.
     np.testing.assert_allclose(stats['grad_norm'], 0.5, rtol=1e-5)
     # 4 steps of 0.5 * (unit direction): every pixel moves 4*0.5/sqrt(48).

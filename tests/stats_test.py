@@ -29,18 +29,29 @@ def test_saved_stats_used_by_fid_evaluator(tmp_path):
   assert loaded.n == 4
   np.testing.assert_allclose(loaded.mu, s.mu)
 
-  # A "generator" that returns the targets: FID against the saved stats of
-  # the same images is 0.
-  names = evaluators.Names(predict=('ident',), batch=('tgt',))
+  # The "generator" returns the images the statistics were made of; the
+  # batch's 'tgt' holds other images. FID against the saved statistics is
+  # 0 (both spellings); against the batch (the fallback when stats_path is
+  # ignored) it is large.
+  other = rng.randint(0, 255, (4, 32, 32, 1), dtype=np.uint8)
+  names = evaluators.Names(predict=('gen',), batch=('src', 'tgt'))
+  kid = {'batch_size': 4, 'kid_subsets': 2, 'kid_subset_size': 4}
   ev = evaluators.build(
-      {'fid': {'type': 'fid', 'target': f'stats:{path}', 'batch_size': 4,
-               'kid_subsets': 2, 'kid_subset_size': 4}}, names)
+      {'by_prefix': {'type': 'fid', 'target': f'stats:{path}', **kid},
+       'by_key': {'type': 'fid', 'target': 'tgt', 'stats_path': path, **kid},
+       'vs_batch': {'type': 'fid', 'target': 'tgt', **kid}}, names)
   ctx = evaluators.Context(
-      predict={'ident': lambda st, b, f: b['tgt']}, state=None, frozen=None,
-      arrays={'tgt': imgs}, mesh=sharding.create_mesh(), batch_size=8,
-      eval_inputs=no_eval_inputs, finalize=None)
-  res = evaluators.evaluate(ev, ctx)
-  assert abs(res['ident']['fid']) < 1e-3
+      predict={'gen': lambda st, b, f: b['src']}, state=None, frozen=None,
+      arrays={'src': imgs, 'tgt': other}, mesh=sharding.create_mesh(),
+      batch_size=8, eval_inputs=no_eval_inputs, finalize=None)
+  for name in ('by_prefix', 'by_key', 'vs_batch'):
+    e, = [x for x in ev if x.name == name]
+    res = evaluators.evaluate([e], ctx)
+    if name == 'vs_batch':
+      assert res['gen']['fid'] > 1.0, res
+    else:
+      assert abs(res['gen']['fid']) < 1e-3, (name, res)
+
 
 
 def _fake_compute(images, batch_size=32, reservoir=2000, progress=True):
