@@ -108,7 +108,7 @@ def test_pairing_by_side_and_hint_widths():
        'penultimate': jnp.zeros((1, 6))}
   s = {'content8': jnp.zeros((1, 8, 8, 2)), 'content4': jnp.zeros((1, 4, 4,
                                                                    6)),
-       'gen8': jnp.zeros((1, 8, 8, 2))}
+       'content2': jnp.zeros((1, 2, 2, 3)), 'gen8': jnp.zeros((1, 8, 8, 2))}
   pairs = common.pair_by_side(t, s, 'block', 'content', 0.1)
   assert pairs == [('block8', 'content4', 0.1), ('block16', 'content8', 0.1)]
   assert common.hint_widths(t, pairs) == (('content4', 6), ('content8', 4))
