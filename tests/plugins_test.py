@@ -100,7 +100,7 @@ def test_bad_evaluator_sections_name_the_problem(section, match):
 def test_method_lookup():
   assert {'gan', 'omgd', 'kd'} <= set(methods.available())
   with pytest.raises(errors.UserError, match="'nope' is not an available "
-                                             'method; known: gan, kd, omgd'):
+                                             'method; known: gan, kd, kdit, omgd'):
     methods.get('nope')
   with pytest.raises(errors.UserError, match="no module 'nowhere'"):
     methods.get('nowhere.method')

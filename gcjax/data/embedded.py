@@ -112,7 +112,13 @@ def _to_channels(images: np.ndarray, channels: int) -> np.ndarray:
   return np.repeat(images[..., None], channels, axis=-1)
 
 
-def _select(images, labels, classes, limit):
+def _select(images, labels, classes, limit, per_class=0):
+  if per_class > 0:
+    # The first ``per_class`` images of each class, in file order.
+    keep = np.zeros(len(labels), bool)
+    for c in np.unique(labels):
+      keep[np.flatnonzero(labels == c)[:per_class]] = True
+    images, labels = images[keep], labels[keep]
   if classes is not None:
     bad = [c for c in classes if not 0 <= int(c) < len(FASHION_CLASSES)]
     if bad:
@@ -131,8 +137,9 @@ def load_fashion_images(
     classes: Sequence[int] | None = None,
     limit: int = -1,
     root: str = FASHION_ROOT,
+    per_class: int = 0,
 ) -> dict[str, np.ndarray]:
-  """Loads Fashion-MNIST images for unconditional GANs.
+  """Loads Fashion-MNIST images (for GANs; with labels, class-conditional).
 
   Args:
     split: 'train' or 'test'.
@@ -141,12 +148,14 @@ def load_fashion_images(
     classes: class ids to keep (None keeps all ten).
     limit: keep only the first `limit` images (-1 keeps all).
     root: Fashion-MNIST folder.
+    per_class: > 0 keeps the first ``per_class`` images of each class
+      (limited-data training sets, e.g. 10 per class); applied first.
 
   Returns:
     dict(img=uint8 [N, R, R, C], label=int32 [N]).
   """
   images, labels = load_fashion_mnist(split, root)
-  images, labels = _select(images, labels, classes, limit)
+  images, labels = _select(images, labels, classes, limit, per_class)
   images = np.stack([resize(im, resolution) for im in images]) if len(
       images) else np.zeros((0, resolution, resolution), np.uint8)
   return dict(img=_to_channels(images, channels), label=labels)
