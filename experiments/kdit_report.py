@@ -51,17 +51,22 @@ COLS = (('mfid', 'mFID', 1), ('mkid', 'mKID x100', 100), ('rc', 'RC %', 1),
 
 
 def _run(config, workdir: str) -> tuple[dict, float]:
-  """(results, wall seconds; 0 when reused)."""
+  """(results, wall seconds of the run that made them; 0: unknown)."""
   from gcjax import train
   path = os.path.join(workdir, 'results.json')
+  wall_path = os.path.join(workdir, 'kdit_report_wall.json')
   t0 = time.perf_counter()
-  reused = os.path.exists(path)
-  if reused:
+  if os.path.exists(path):
     logging.info('reusing %s', path)
   else:
     config.lock()
     train.run(config, workdir)
-  wall = 0.0 if reused else time.perf_counter() - t0
+    with open(wall_path, 'w') as f:
+      json.dump({'wall_s': time.perf_counter() - t0}, f)
+  wall = 0.0
+  if os.path.exists(wall_path):
+    with open(wall_path) as f:
+      wall = json.load(f)['wall_s']
   with open(path) as f:
     return json.load(f), wall
 
@@ -196,7 +201,8 @@ def markdown(rows, walls, plot_name, grids) -> str:
   for r in rows:
     lines.append(f"| {r['student']} | {r['n']} | {r['arm']} | " + ' | '.join(
         _fmt(r.get(k), s) for k, _, s in COLS) + ' | '
-        + _fmt(r['stage1'].get('agree_psnr')) + ' |')
+        + (_fmt(r['stage1'].get('agree_psnr')) if r['arm'] == 'distilled'
+           else '') + ' |')
   lines += ['', f'![mFID]({plot_name})', '']
   verdicts = []
   for student in sorted({r['student'] for r in rows}):
@@ -217,7 +223,7 @@ def markdown(rows, walls, plot_name, grids) -> str:
   for name, png in grids:
     lines += [f'{name}:', '', f'![{name}]({png})', '']
   lines += ['## Wall time (this run, shared 2-core CPU)', '']
-  lines += [f'- {k}: {v / 60:.1f} min' + (' (reused)' if not v else '')
+  lines += [f'- {k}: ' + (f'{v / 60:.1f} min' if v else 'not recorded')
             for k, v in walls.items()]
   return '\n'.join(lines) + '\n'
 
