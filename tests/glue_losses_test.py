@@ -31,9 +31,10 @@ def _images(seed, b=B, shape=SHAPE):
 
 def test_vem_student_term_value_and_sign():
   """lambda * [mean E(t+, s) - mean E(t~, s)] with E evaluated by hand."""
+  # The compact energy net, so E can be rebuilt by hand below.
   mi = mi_lib.make_mi('vem', t_shape=SHAPE, s_shape=SHAPE, lambda_mi=0.3,
-                      ebm_ch=4, ebm_blocks=1, ebm_pool=2, n_steps=2,
-                      step_size=1.0, noise_std=0.1)
+                      ebm_arch='compact', ebm_ch=4, ebm_blocks=1, ebm_pool=2,
+                      n_steps=2, step_size=1.0, noise_std=0.1)
   state = mi.init(jax.random.key(0))
   t_pos, s = _images(1)
   t_neg = jax.random.uniform(jax.random.key(2), t_pos.shape, minval=-1)

@@ -86,7 +86,7 @@ def test_evaluator_types_are_modules():
 
 @pytest.mark.parametrize('section,match', [
     ({'type': 'fidd'}, r"config.evals.x: evaluator type 'fidd' does not "
-                       r'exist; known: cost, fid, image, is, laplacian'),
+                       r'exist; known: .*cost, .*fid, image, is, laplacian'),
     ({'type': 'image', 'against': 'tgt'}, r"unknown keys \['against'\]"),
     ({'type': 'image', 'target': 'label'}, "target 'label' is neither"),
     ({'type': 'image', 'pred': 'teachr'}, r"pred \['teachr'\] are not"),
