@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import optax
 
 from gcjax import errors, materialize, pruning, teachers
-from gcjax.state import NetState, make_adam
+from gcjax.state import NetState, make_adam, output_update, prefix
 
 RECIPES = ('self', 'naive', 'distill', 'scratch', 'both')
 DISTILL = ('mse', 'l1')
@@ -209,6 +209,40 @@ def remask(net: NetState, masks) -> NetState:
   if masks is None:
     return net
   return net.replace(params=pruning.apply_masks(net.params, masks))
+
+
+def add_distill(loss, m, img, t_img, t_pos, *, recipe: Recipe, mi, mi_state,
+                mi_aux):
+  """``loss`` + ``recipe.distill`` * distance(img, t_img) + the MI student
+  term (t+ = ``t_pos``), the terms recorded in ``m``; both tasks' G loss."""
+  if recipe.distill > 0:
+    m['distill'] = distance(recipe.distill_loss, img, t_img)
+    loss = loss + recipe.distill * m['distill']
+    if mi is not None:
+      mi_term, m_s = mi.student_loss(mi_state, t_pos, img, mi_aux)
+      loss = loss + mi_term
+      m.update(m_s)
+  return loss
+
+
+def finish_step(state, student: NetState, masks, disc, d_masks, mi_state,
+                metrics, *, tx, vjp, img, out_loss, batch_stats, pruners,
+                recipe: Recipe):
+  """The G update from ``out_loss`` pulled back through ``vjp``, re-masked;
+  sparsity metrics; the new state. Shared by both tasks' train steps."""
+  student, m_s = output_update(student, tx, vjp, img, out_loss,
+                               batch_stats=batch_stats)
+  student = remask(student, masks)
+  metrics.update(prefix('s', m_s))
+  g_pruner, d_pruner = pruners
+  if g_pruner is not None:
+    metrics.update(g_pruner.metrics(masks, state.step, 'prune'))
+  if d_pruner is not None:
+    metrics.update(d_pruner.metrics(d_masks, state.step, 'prune_d'))
+  new = state.replace(step=state.step + 1, student=student, masks=masks,
+                      disc=disc if recipe.train_disc else None,
+                      disc_masks=d_masks, mi=mi_state)
+  return new, metrics
 
 
 def disc_spec(section) -> str:

@@ -22,7 +22,6 @@ from gcjax.methods.base import (
   Network,
   apply_net,
   create_net_state,
-  output_update,
   prefix,
   variables_of,
 )
@@ -84,27 +83,14 @@ def train_step(state: common.State, batch, key, frozen, *, nets, txs, pruners,
     if recipe.adv > 0:
       m['adv'] = dc.gen_adv_loss(nets.disc, disc, img, adv)
       loss = loss + recipe.adv * m['adv']
-    if recipe.distill > 0:
-      m['distill'] = common.distance(recipe.distill_loss, img, t_img)
-      loss = loss + recipe.distill * m['distill']
-      if mi is not None:
-        mi_term, m_s = mi.student_loss(mi_state, t_img, img, mi_aux)
-        loss = loss + mi_term
-        m.update(m_s)
+    loss = common.add_distill(loss, m, img, t_img, t_img, recipe=recipe,
+                              mi=mi, mi_state=mi_state, mi_aux=mi_aux)
     return loss, m
 
-  student, m_s = output_update(student, txs.student, s_vjp, s_img, out_loss,
-                               batch_stats=s_bs)
-  student = common.remask(student, masks)
-  metrics.update(prefix('s', m_s))
-  if g_pruner is not None:
-    metrics.update(g_pruner.metrics(masks, state.step, 'prune'))
-  if d_pruner is not None:
-    metrics.update(d_pruner.metrics(d_masks, state.step, 'prune_d'))
-  new = state.replace(step=state.step + 1, student=student, masks=masks,
-                      disc=disc if recipe.train_disc else None,
-                      disc_masks=d_masks, mi=mi_state)
-  return new, metrics
+  return common.finish_step(
+      state, student, masks, disc, d_masks, mi_state, metrics,
+      tx=txs.student, vjp=s_vjp, img=s_img, out_loss=out_loss,
+      batch_stats=s_bs, pruners=pruners, recipe=recipe)
 
 
 def _random_g(section):

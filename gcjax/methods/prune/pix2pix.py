@@ -20,7 +20,6 @@ from gcjax.methods.base import (
   Method,
   Network,
   apply_net,
-  output_update,
   prefix,
   require_data,
   variables_of,
@@ -83,27 +82,14 @@ def train_step(state: common.State, batch, key, frozen, *, nets, txs,
     if recipe.task > 0:
       m['l1'] = jnp.mean(jnp.abs(img - tgt))
       loss = loss + recipe.task * m['l1']
-    if recipe.distill > 0:
-      m['distill'] = common.distance(recipe.distill_loss, img, t_img)
-      loss = loss + recipe.distill * m['distill']
-      if mi is not None:
-        mi_term, m_s = mi.student_loss(mi_state, t_pos, img, mi_aux)
-        loss = loss + mi_term
-        m.update(m_s)
+    loss = common.add_distill(loss, m, img, t_img, t_pos, recipe=recipe,
+                              mi=mi, mi_state=mi_state, mi_aux=mi_aux)
     return loss, m
 
-  student, m_s = output_update(student, txs.student, s_vjp, s_img, out_loss,
-                               batch_stats=s_bs)
-  student = common.remask(student, masks)
-  metrics.update(prefix('s', m_s))
-  if g_pruner is not None:
-    metrics.update(g_pruner.metrics(masks, state.step, 'prune'))
-  if d_pruner is not None:
-    metrics.update(d_pruner.metrics(d_masks, state.step, 'prune_d'))
-  new = state.replace(step=state.step + 1, student=student, masks=masks,
-                      disc=disc if recipe.train_disc else None,
-                      disc_masks=d_masks, mi=mi_state)
-  return new, metrics
+  return common.finish_step(
+      state, student, masks, disc, d_masks, mi_state, metrics,
+      tx=txs.student, vjp=s_vjp, img=s_img, out_loss=out_loss,
+      batch_stats=s_bs, pruners=pruners, recipe=recipe)
 
 
 def make(config, sample_batch) -> Method:
