@@ -19,13 +19,10 @@ import sys
 
 import chex
 import pytest
+from subprocess_runs import ROOT, final_params, subprocess_env
 
 from gcjax import digest
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from multihost_test import final_params, subprocess_env  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = ['--config=configs/pix2pix_gan.py:smoke', '--config.total_steps=6',
         '--config.ckpt_every=2']
 # Runs gcjax.main with orbax's JSON writer failing from its second save on
@@ -58,8 +55,8 @@ def _lines(stderr: str) -> list[str]:
 
 
 @pytest.fixture(scope='module')
-def env(tmp_path_factory):
-  return subprocess_env(str(tmp_path_factory.mktemp('jax_cache')), devices=8)
+def env():
+  return subprocess_env(devices=8)
 
 
 @pytest.fixture(scope='module')

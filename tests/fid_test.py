@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import scipy.linalg
+from smoke_runs import group
 
 from gcjax import assets, metric_weights
 from gcjax.metrics import fid
@@ -50,11 +51,14 @@ def test_params_cover_the_network(variables):
   assert n == 21_802_784  # weights + beta + mean + var of 94 convs
 
 
-def test_features_match_torch_reference(variables, reference):
-  fn = fid.inception_fn(variables, devices=jax.devices()[:1])
-  feats = np.asarray(fn(reference['images_a']))
-  ref = reference['feats_a']
-  chex.assert_shape(feats, (4, 2048))
+@group('inception')
+@pytest.mark.parametrize('name', ['a', 'b'])
+def test_features_match_torch_reference(inception, reference, name):
+  """Square 64x64 images (a) and non-square 40x72 ones (b), which the
+  resize stretches to 299x299."""
+  feats = inception(reference[f'images_{name}'])
+  ref = reference[f'feats_{name}']
+  chex.assert_shape(feats, (len(reference[f'images_{name}']), 2048))
   assert feats.min() >= 0
   rel = np.abs(feats - ref).max() / np.abs(ref).max()
   assert rel < 1e-5, rel  # measured 1.9e-6 (float32 summation order)

@@ -1,12 +1,12 @@
 """kill -9 at random moments (also mid-save), restart, same final state.
 
-The pix2pix_gan smoke config runs for 12 steps with a checkpoint after every
+The pix2pix_gan smoke config (without evaluators) runs for 12 steps with a checkpoint after every
 step, once uninterrupted and once killed with SIGKILL several times: right
 after launch, while orbax writes a checkpoint (a ``*.orbax-checkpoint-tmp*``
 directory exists) and at a random moment between steps; every restart runs
 the same command. The final state must equal the uninterrupted one bitwise.
-Subprocesses share a persistent XLA compilation cache, so only the first
-compiles.
+Subprocesses share the suite's persistent XLA compilation cache, so at most
+the first compiles.
 """
 
 import os
@@ -19,13 +19,10 @@ import time
 
 import chex
 import pytest
+from subprocess_runs import ROOT, final_params, no_evals_config, subprocess_env
 
 from gcjax import checkpoint as ckpt_lib
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from multihost_test import final_params, subprocess_env  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 12
 TMP_MARK = '.orbax-checkpoint-tmp'
 # (kind, seconds): 'launch' kills that long after the start, 'save' at the
@@ -34,9 +31,9 @@ TMP_MARK = '.orbax-checkpoint-tmp'
 KILLS = (('launch', 2.0), ('save', 0.0), ('between', 0.3), ('save', 0.0))
 
 
-def _command(workdir):
-  return [sys.executable, '-m', 'gcjax.main',
-          '--config=configs/pix2pix_gan.py:smoke', f'--workdir={workdir}',
+def _command(workdir, config):
+  return [sys.executable, '-m', 'gcjax.main', f'--config={config}',
+          f'--workdir={workdir}',
           f'--config.total_steps={STEPS}', '--config.ckpt_every=1',
           '--config.log_every=1', '--config.keep_ckpts=3']
 
@@ -49,14 +46,20 @@ def _listing(workdir):
 
 
 @pytest.fixture(scope='module')
-def env(tmp_path_factory):
-  return subprocess_env(str(tmp_path_factory.mktemp('jax_cache')), devices=8)
+def env():
+  return subprocess_env(devices=8)
 
 
 @pytest.fixture(scope='module')
-def reference(tmp_path_factory, env):
+def config(tmp_path_factory):
+  """The smoke preset without evaluators: only the state is compared."""
+  return no_evals_config(tmp_path_factory.mktemp('config'), 'pix2pix_gan')
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory, env, config):
   workdir = str(tmp_path_factory.mktemp('uninterrupted'))
-  proc = subprocess.run(_command(workdir), cwd=ROOT, env=env,
+  proc = subprocess.run(_command(workdir, config), cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=900)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return workdir
@@ -99,10 +102,11 @@ def _run_until_killed(cmd, env, log_path, kind, delay, rng, workdir):
   return before, hit
 
 
-def test_kill_anywhere_then_resume_matches(reference, env, tmp_path):
+def test_kill_anywhere_then_resume_matches(reference, env, config,
+                                           tmp_path):
   rng = random.Random(0)
   workdir = str(tmp_path / 'killed')
-  cmd = _command(workdir)
+  cmd = _command(workdir, config)
   hits, tmp_seen = [], []
   for i, (kind, delay) in enumerate(KILLS):
     before, hit = _run_until_killed(cmd, env, tmp_path / f'run{i}.log', kind,

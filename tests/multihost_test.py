@@ -1,15 +1,17 @@
 """Two processes x 4 CPU devices (loopback) == one process x 8 devices.
 
-Runs ``python -m gcjax.main --config=configs/pix2pix_vem.py:smoke`` as two
-real processes joined by ``jax.distributed`` on 127.0.0.1 (gloo CPU
-collectives), while the same config runs here in one process over the 8
-fake devices of conftest. Per-step losses (TensorBoard scalars), the final
-parameters and the process-0-only outputs are compared.
+Runs ``python -m gcjax.main`` on the pix2pix_vem smoke preset (evaluators
+removed: only losses and parameters are compared) as two real processes
+joined by ``jax.distributed`` on 127.0.0.1 (gloo CPU collectives), while
+the same config runs here in one process over the 8 fake devices of
+conftest. Per-step losses (TensorBoard scalars), the final parameters and
+the process-0-only outputs are compared. Then checkpoints written by two
+processes (pix2pix_gan smoke): a clean stop half-way and a killed process
+both resume to the uninterrupted two-process run's state, bitwise.
 """
 
 import glob
 import os
-import socket
 import struct
 import subprocess
 import sys
@@ -17,36 +19,23 @@ import time
 
 import chex
 import jax
+import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
+import pytest
+from subprocess_runs import (
+  ROOT,
+  final_params,
+  free_port,
+  no_evals_config,
+  subprocess_env,
+)
 
 from configs import pix2pix_vem
 from gcjax import peers, train
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-CONFIG = 'configs/pix2pix_vem.py:smoke'
 # Cross-process all-reduces (gloo) may sum in another order than XLA's
 # in-process reduction: allow a few float32 ulps.
 RTOL, ATOL = 1e-5, 1e-6
-
-
-def _free_port() -> int:
-  with socket.socket() as s:
-    s.bind(('127.0.0.1', 0))
-    return s.getsockname()[1]
-
-
-def subprocess_env(cache_dir: str, devices: int) -> dict[str, str]:
-  """Env for a gcjax subprocess: fake CPU devices, shared compile cache."""
-  env = dict(os.environ)
-  env.update({
-      'XLA_FLAGS': f'--xla_force_host_platform_device_count={devices}',
-      'JAX_PLATFORMS': 'cpu',
-      'JAX_COMPILATION_CACHE_DIR': cache_dir,
-      'JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS': '0',
-      'PYTHONPATH': ROOT + os.pathsep + env.get('PYTHONPATH', ''),
-  })
-  return env
 
 
 def read_scalars(workdir: str) -> dict[str, dict[int, float]]:
@@ -71,25 +60,9 @@ def read_scalars(workdir: str) -> dict[str, dict[int, float]]:
   return out
 
 
-def final_params(workdir: str):
-  """(step, state) of the latest checkpoint, as numpy on this host.
-
-  Works for checkpoints written by any topology (e.g. two processes).
-  """
-  from etils import epath
-  ckdir = os.path.join(workdir, 'checkpoints')
-  step = max(int(d) for d in os.listdir(ckdir) if d.isdigit())
-  path = epath.Path(ckdir) / str(step) / 'state'
-  tree = ocp.PyTreeCheckpointHandler().metadata(path).tree
-  dev = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-  target = jax.tree.map(
-      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=dev), tree)
-  return step, jax.device_get(
-      ocp.StandardCheckpointer().restore(path, target))
-
-
 def _config():
   c = pix2pix_vem.get_config('smoke')
+  c.evals = ml_collections.ConfigDict()  # parameters and losses only
   c.lock()
   return c
 
@@ -97,13 +70,14 @@ def _config():
 def test_two_processes_match_one_process(tmp_path):
   assert jax.device_count() == 8
   multi, single = str(tmp_path / 'two_procs'), str(tmp_path / 'one_proc')
-  env = subprocess_env(str(tmp_path / 'jax_cache'), devices=4)
-  port = _free_port()
+  env = subprocess_env(devices=4)
+  config = no_evals_config(tmp_path, 'pix2pix_vem')
+  port = free_port()
   procs = []
   for pid in range(2):
     log = open(tmp_path / f'proc{pid}.log', 'w+')
     procs.append((subprocess.Popen(
-        [sys.executable, '-m', 'gcjax.main', f'--config={CONFIG}',
+        [sys.executable, '-m', 'gcjax.main', f'--config={config}',
          f'--workdir={multi}', f'--coordinator_address=127.0.0.1:{port}',
          '--num_processes=2', f'--process_id={pid}'],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log))
@@ -169,25 +143,43 @@ def test_two_processes_match_one_process(tmp_path):
 
 
 # --------------------------------------------------------------------------
-# A process killed mid-run.
+# Checkpoints written by two processes: a clean stop and a killed process.
+# Both resume to the state of the same uninterrupted two-process run.
 
 PEER_TIMEOUT = 10
+STEPS = 12
 
 
-def _launch(workdir, env, port, tag, tmp_path, steps):
-  """Two gcjax.main processes of the pix2pix_gan smoke run; (proc, log)."""
+def _launch(workdir, env, port, tag, tmp_path, config, *extra):
+  """Two gcjax.main processes of the pix2pix_gan smoke run (no evaluators),
+  ``STEPS`` steps, a checkpoint every 2; [(proc, log path)]."""
   procs = []
   for pid in range(2):
     path = tmp_path / f'{tag}{pid}.log'
     with open(path, 'w') as log:
       procs.append((subprocess.Popen(
-          [sys.executable, '-m', 'gcjax.main',
-           '--config=configs/pix2pix_gan.py:smoke', f'--workdir={workdir}',
-           f'--coordinator_address=127.0.0.1:{port}', '--num_processes=2',
-           f'--process_id={pid}', f'--peer_timeout={PEER_TIMEOUT}',
-           f'--config.total_steps={steps}', '--config.ckpt_every=2'],
+          [sys.executable, '-m', 'gcjax.main', f'--config={config}',
+           f'--workdir={workdir}', f'--coordinator_address=127.0.0.1:{port}',
+           '--num_processes=2', f'--process_id={pid}',
+           f'--peer_timeout={PEER_TIMEOUT}', f'--config.total_steps={STEPS}',
+           '--config.ckpt_every=2', *extra],
           cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), path))
   return procs
+
+
+def _finish(procs):
+  """Waits for both processes; their logs; asserts both exited 0."""
+  try:
+    for p, _ in procs:
+      p.wait(timeout=900)
+  finally:
+    for p, _ in procs:
+      if p.poll() is None:
+        p.kill()
+  logs = [open(log).read() for _, log in procs]
+  for (p, _), text in zip(procs, logs):
+    assert p.returncode == 0, text[-3000:]
+  return logs
 
 
 def _steps(workdir):
@@ -196,18 +188,54 @@ def _steps(workdir):
       os.path.isdir(d)) else []
 
 
-def test_killed_peer_stops_the_other_and_resume_completes(tmp_path):
+@pytest.fixture(scope='module')
+def two_procs(tmp_path_factory):
+  """(env, config path, final state of an uninterrupted two-process run)."""
+  tmp = tmp_path_factory.mktemp('two_procs_ref')
+  env = subprocess_env(devices=4)
+  config = no_evals_config(tmp, 'pix2pix_gan')
+  workdir = str(tmp / 'run')
+  _finish(_launch(workdir, env, free_port(), 'ref', tmp, config))
+  step, state = final_params(workdir)
+  assert step == STEPS
+  return env, config, state
+
+
+def test_two_process_checkpoint_resumes_exactly(two_procs, tmp_path):
+  """Two processes stop after STEPS / 2 (``run_steps``, checkpointing
+  first); the same command resumes both from that checkpoint to STEPS: the
+  state (parameters, optimizer, step) equals the uninterrupted run's
+  bitwise, so the restore brought back everything and the data stream
+  continued where it stopped."""
+  env, config, want = two_procs
+  workdir = str(tmp_path / 'run')
+  half = f'--config.run_steps={STEPS // 2}'
+  logs = _finish(_launch(workdir, env, free_port(), 'a', tmp_path, config,
+                         half))
+  assert _steps(workdir)[-1] == STEPS // 2, logs[0][-3000:]
+  assert not os.path.exists(os.path.join(workdir, 'results.json'))
+  logs = _finish(_launch(workdir, env, free_port(), 'b', tmp_path, config,
+                         half))
+  assert (f'resumed from {workdir}/checkpoints at step {STEPS // 2}'
+          in logs[0]), logs[0][-3000:]
+  step, got = final_params(workdir)
+  assert step == STEPS
+  chex.assert_trees_all_equal(got, want)
+
+
+def test_killed_peer_stops_the_other_and_resume_completes(two_procs,
+                                                          tmp_path):
   """SIGKILL process 1 after checkpoint 4: process 0 leaves within the
   peer timeout naming it (exit 75); then SIGKILL process 0 (the JAX
   coordinator) of the rerun: process 1 leaves at once (JAX ends it); a
   third run of the same command resumes both from the last checkpoint and
-  finishes."""
-  workdir, steps = str(tmp_path / 'run'), 12
-  env = subprocess_env(str(tmp_path / 'jax_cache'), devices=4)
+  finishes with the uninterrupted run's state."""
+  env, config, want = two_procs
+  workdir = str(tmp_path / 'run')
   history = []
   for round_, (victim, after) in enumerate(((1, 4), (0, None))):
-    procs = _launch(workdir, env, _free_port(), f'r{round_}_', tmp_path,
-                    steps)
+    procs = _launch(workdir, env, free_port(), f'r{round_}_', tmp_path,
+                    config)
     before = _steps(workdir)
     try:
       start = time.monotonic()
@@ -244,14 +272,13 @@ def test_killed_peer_stops_the_other_and_resume_completes(tmp_path):
     if round_ > 0:
       assert f'at step {before[-1]}' in open(procs[0][1]).read()
   last = _steps(workdir)[-1]
-  procs = _launch(workdir, env, _free_port(), 'r2_', tmp_path, steps)
-  for p, _ in procs:
-    p.wait(timeout=900)
-  logs = [open(log).read() for _, log in procs]
-  for (p, _), text in zip(procs, logs):
-    assert p.returncode == 0, text[-3000:]
+  logs = _finish(_launch(workdir, env, free_port(), 'r2_', tmp_path,
+                         config))
   assert f'resumed from {workdir}/checkpoints at step {last}' in logs[0]
-  assert _steps(workdir)[-1] == steps
+  assert _steps(workdir)[-1] == STEPS
   assert os.path.exists(os.path.join(workdir, 'results.json'))
   print(f'\nkills (victim, last checkpoint, survivor exit, seconds to '
         f'exit): {history}; resumed at {last}')
+  step, got = final_params(workdir)
+  assert step == STEPS
+  chex.assert_trees_all_equal(got, want)

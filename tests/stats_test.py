@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from smoke_runs import group
 
 from configs import common
 from gcjax import evaluators, sharding, stats
@@ -19,6 +20,7 @@ def test_default_path_depends_on_data_split_key_limit():
   assert p != stats.default_path(d2, 'test', 'tgt')
 
 
+@group('inception')
 def test_saved_stats_used_by_fid_evaluator(tmp_path):
   rng = np.random.RandomState(0)
   imgs = rng.randint(0, 255, (4, 32, 32, 1), dtype=np.uint8)

@@ -17,6 +17,7 @@ singular (fewer samples than 2048).
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, Callable, Iterable, Iterator, NamedTuple, Sequence
 
@@ -26,6 +27,36 @@ from jax import lax
 
 from gcjax import npz
 from gcjax.models.inception import FEATURE_DIM, FIDInceptionV3, preprocess
+
+
+def _sharded_jit(forward: Callable[[Any, Any], jax.Array],
+                 devices: tuple[jax.Device, ...]):
+  """(jitted ``forward(variables, batch)``, the variables' sharding): the
+  batch axis split over a ``('data',)`` mesh of ``devices``, the variables
+  replicated; a plain jit on one device."""
+  mesh = jax.sharding.Mesh(np.array(devices), ('data',))
+  rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+  if len(devices) > 1:
+    batch = jax.sharding.NamedSharding(mesh,
+                                       jax.sharding.PartitionSpec('data'))
+    return jax.jit(forward, in_shardings=(rep, batch),
+                   out_shardings=batch), rep
+  return jax.jit(forward), rep
+
+
+def _placed(jitted, rep, variables: Any, n_dev: int
+            ) -> Callable[[Any], jax.Array]:
+  """``fn(batch) -> jitted(variables, batch)``, variables placed once."""
+  variables = jax.device_put(variables, rep)
+
+  def fn(batch):
+    size = np.shape(batch)[0]
+    if size % n_dev:
+      raise ValueError(f'batch of {size} is not divisible by the {n_dev} '
+                       'devices; pad it (extract_features does).')
+    return jitted(variables, batch)
+
+  return fn
 
 
 def data_parallel(forward: Callable[[Any, Any], jax.Array], variables: Any,
@@ -42,26 +73,27 @@ def data_parallel(forward: Callable[[Any, Any], jax.Array], variables: Any,
     ``fn(batch) -> forward(variables, batch)``; raises ValueError if the
     batch size is not a multiple of the number of devices.
   """
-  devices = list(jax.devices() if devices is None else devices)
-  n_dev = len(devices)
-  mesh = jax.sharding.Mesh(np.array(devices), ('data',))
-  rep = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-  if n_dev > 1:
-    batch = jax.sharding.NamedSharding(mesh,
-                                       jax.sharding.PartitionSpec('data'))
-    jitted = jax.jit(forward, in_shardings=(rep, batch), out_shardings=batch)
-  else:
-    jitted = jax.jit(forward)
-  variables = jax.device_put(variables, rep)
+  devices = tuple(jax.devices() if devices is None else devices)
+  return _placed(*_sharded_jit(forward, devices), variables, len(devices))
 
-  def fn(batch):
-    size = np.shape(batch)[0]
-    if size % n_dev:
-      raise ValueError(f'batch of {size} is not divisible by the {n_dev} '
-                       'devices; pad it (extract_features does).')
-    return jitted(variables, batch)
 
-  return fn
+def _preprocess(variables, images):
+  del variables
+  return preprocess(images)
+
+
+@functools.lru_cache(maxsize=None)
+def _inception_jits(precision: Any, devices: tuple[jax.Device, ...]):
+  """The jitted preprocessing and network, built once per process and
+  device set: every `inception_fn` shares their compiles, and the network
+  (fixed [B, 299, 299, 3] input) compiles once per batch size whatever the
+  images' size."""
+  model = FIDInceptionV3(precision=precision)
+
+  def network(v, x):
+    return model.apply(v, x)[0]
+
+  return _sharded_jit(_preprocess, devices), _sharded_jit(network, devices)
 
 
 def inception_fn(variables: dict[str, Any],
@@ -73,7 +105,9 @@ def inception_fn(variables: dict[str, Any],
   With several devices (default: all of ``jax.devices()``) the batch axis
   is sharded over a ``('data',)`` mesh and the variables are replicated;
   the batch size must then be a multiple of the device count. Use a fixed
-  batch size (see `extract_features`) to compile once.
+  batch size (see `extract_features`) to compile once: the network is
+  compiled once per process for each batch size and device set, shared by
+  every function this returns (`preprocess` compiles per image size).
 
   Args:
     variables: from `load_inception_params`.
@@ -84,19 +118,17 @@ def inception_fn(variables: dict[str, Any],
     ``fn(images [B, H, W, C] float in [-1, 1], C in {1, 3}) -> [B, 2048]
     float32``, following `preprocess`.
   """
-  model = FIDInceptionV3(precision=precision)
-
-  def forward(v, images):
-    return model.apply(v, preprocess(images))[0]
-
-  run = data_parallel(forward, variables, devices)
+  devices = tuple(jax.devices() if devices is None else devices)
+  pre, net = _inception_jits(precision, devices)
+  pre = _placed(*pre, {}, len(devices))
+  run = _placed(*net, variables, len(devices))
 
   def fn(images):
     shape = np.shape(images)
     if len(shape) != 4 or shape[-1] not in (1, 3):
       raise ValueError('FID images must be [B, H, W, C] with C in {1, 3}; '
                        f'got shape {shape}')
-    return run(images)
+    return run(pre(images))
 
   return fn
 
