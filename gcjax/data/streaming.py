@@ -34,7 +34,30 @@ from gcjax import errors
 from gcjax.data import pipeline, sources
 
 POLICIES = ('error', 'skip')
+MODES = ('auto', 'on', 'off')
 _SHOW_SKIPS = 5
+
+
+def enabled(d) -> bool:
+  """Whether config section `d` (`config.data`) trains from a stream.
+
+  ``d.streaming``: 'on', 'off', or 'auto' (the default): stream when the
+  train split would take more than ``d.max_memory_gb`` GiB decoded
+  (`sources.decoded_bytes`, from file counts, without decoding). Sections
+  without the keys (older configs) read into memory.
+  """
+  mode = d.get('streaming', 'off')
+  if isinstance(mode, bool):
+    mode = 'on' if mode else 'off'
+  if mode not in MODES:
+    raise errors.UserError(f'data.streaming must be one of {MODES}, got '
+                           f'{mode!r}')
+  if mode != 'auto':
+    return mode == 'on'
+  limit_gb = float(d.get('max_memory_gb', 8.0))
+  size = sources.decoded_bytes(d.name, d.train_split, d.args.to_dict(),
+                               int(d.get('train_limit', 0)))
+  return size > limit_gb * 2**30
 
 
 class Streamer:
