@@ -277,9 +277,10 @@ class Checkpointer:
       raise _Damaged(f'orbax cannot read it ({_one_line(e)})') from None
     return state, meta, verified
 
-  def restore(self, step: int, abstract_state: Any,
-              shardings: Any) -> tuple[Any, dict[str, Any]]:
-    """Restores ``step`` into the structure/shardings of ``abstract_state``.
+  def restore(self, step: int, abstract_state: Any, shardings: Any,
+              data: Any = None) -> tuple[Any, dict[str, Any]]:
+    """Restores ``step`` into the structure/shardings of ``abstract_state``
+    (and ``data``'s input state, see `restore_latest`).
 
     Raises:
       errors.UserError: the checkpoint does not fit the configured state
