@@ -129,8 +129,7 @@ class Streamer:
                               shard_count=self.process_count,
                               drop_remainder=False)
 
-  def loader(self, name: str, num_epochs: int | None = None
-             ) -> grain.DataLoader:
+  def loader(self, name: str) -> grain.DataLoader:
     """The grain DataLoader of stream `name` (records, not batches)."""
     if self.workers:
       from absl import flags
@@ -144,7 +143,7 @@ class Streamer:
     seed = self.seed * 1000 + sorted(self.streams).index(name)
     sampler = grain.IndexSampler(
         len(s.source), shard_options=self.shard_options(),
-        shuffle=self.shuffle, num_epochs=num_epochs, seed=seed)
+        shuffle=self.shuffle, num_epochs=None, seed=seed)
     return grain.DataLoader(
         data_source=s.source, sampler=sampler, operations=ops,
         worker_count=self.workers,
@@ -288,7 +287,15 @@ class Streamer:
       stop.set()
       thread.join(timeout=30)
 
+  def shard_size(self, name: str = 'rows') -> int:
+    """Records of stream `name` in this process's shard (one epoch)."""
+    from grain._src.core import sharding
+    start, end = sharding.even_split(len(self.streams[name].source),
+                                     self.shard_options())
+    return end - start
+
   def epoch_records(self, name: str = 'rows') -> Iterator[dict]:
     """This process's shard of stream `name` once (tests, benchmarks)."""
-    for record in self.loader(name, num_epochs=1):
-      yield record
+    it = iter(self.loader(name))
+    for _ in range(self.shard_size(name)):
+      yield next(it)
