@@ -196,15 +196,26 @@ def _load_data(config, mesh):
   return batcher, test_arrays, pipeline.to_global(sample, mesh)
 
 
-def _batches(batcher, start: int):
-  """(step, host batch) from ``start`` on; empty batches without data."""
-  if batcher is not None:
-    yield from batcher.iterate(start)
-    return
-  step = start
-  while True:
-    yield step, {}
-    step += 1
+def _batches(batcher, start: int, wait: dict[str, float]):
+  """(step, host batch) from ``start`` on; empty batches without data.
+
+  ``wait['s']`` accumulates the seconds spent waiting for each batch (the
+  host-side input wait; the loop resets it after the first step).
+  """
+  if batcher is None:
+    step = start
+    while True:
+      yield step, {}
+      step += 1
+  source = batcher.iterate(start)
+  try:
+    while True:
+      t = time.perf_counter()
+      item = next(source)
+      wait['s'] += time.perf_counter() - t
+      yield item
+  finally:
+    source.close()
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -304,6 +315,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                   dynamic_ncols=True, desc=config.method, mininterval=1.0)
   pending: list[tuple[int, dict]] = []
   first_step_s = None
+  # Input wait after the first step (compiles excluded): README "Streaming
+  # input"; experiments/bench_input.py reports it.
+  wait, loop_t0, loop_s = {'s': 0.0}, None, 0.0
   last_log = {}
 
   def flush(step: int) -> None:
@@ -333,7 +347,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     bar.set_postfix({k: f'{mean[k]:.3g}' for k in shown}, refresh=False)
 
   try:
-    for step, host_batch in _batches(batcher, start):
+    for step, host_batch in _batches(batcher, start, wait):
       if step >= total:
         break
       if step == nan_at:
@@ -344,6 +358,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       if first_step_s is None:
         jax.block_until_ready(state.step)
         first_step_s = time.perf_counter() - t_restart
+        wait['s'], loop_t0 = 0.0, time.perf_counter()
         writer.scalars(step + 1, {'time/first_step_s': first_step_s})
       pending.append((step, metrics))
       done = step + 1
@@ -369,6 +384,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       if due:
         writer.scalars(done, report.flatten(
             eval_lib.evaluate(due, context(state))))
+    if loop_t0 is not None:
+      loop_s = time.perf_counter() - loop_t0
   finally:
     bar.close()
     ckpt.close()
@@ -383,6 +400,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       'skipped_steps': int(meta.get('skipped', 0)),
       'devices': jax.device_count(), 'platform': jax.default_backend(),
       'last_losses': last_log}
+  results['_run']['time/input_wait_s'] = wait['s']
+  results['_run']['time/loop_s'] = loop_s
+  results['_run']['time/input_wait_fraction'] = wait['s'] / max(loop_s, 1e-9)
   if stream is not None:
     results['_run'].update(streaming=True,
                            bad_examples_skipped=stream.skipped)
