@@ -175,13 +175,24 @@ def cost_eval(latency_batch: int, latency_iters: int = 10,
           'latency_batch': latency_batch, 'latency_iters': latency_iters}
 
 
+def input_options() -> dict:
+  """Input-pipeline keys every ``data`` section carries (README "Streaming
+  input"): ``streaming`` 'auto' | 'on' | 'off' ('auto' streams a train split
+  that would take more than ``max_memory_gb`` GiB decoded); grain
+  ``workers`` decoding per stream (0: threads of the trainer process);
+  ``on_bad_example`` 'error' | 'skip' for undecodable records."""
+  return {'streaming': 'auto', 'max_memory_gb': 8.0, 'workers': 2,
+          'on_bad_example': 'error'}
+
+
 def no_data(batch_size: int, eval_rows: int) -> ml_collections.ConfigDict:
   """No dataset (data-free methods): ``batch_size`` rows of inputs per step
   are made by the method; evaluations run over ``eval_rows`` rows."""
   return ml_collections.ConfigDict({
       'name': '', 'train_split': '', 'test_split': '',
       'batch_size': batch_size, 'seed': 0, 'flip': False, 'jitter': 0,
-      'args': {}, 'train_limit': 0, 'test_limit': eval_rows})
+      'args': {}, 'train_limit': 0, 'test_limit': eval_rows,
+      **input_options()})
 
 
 def edges2fashion(resolution=32, channels=1, batch_size=16, train_limit=0,
@@ -192,7 +203,8 @@ def edges2fashion(resolution=32, channels=1, batch_size=16, train_limit=0,
       'batch_size': batch_size, 'seed': 0, 'flip': False, 'jitter': 0,
       'args': {'resolution': resolution, 'channels': channels,
                'classes': (5, 7, 9)},
-      'train_limit': train_limit, 'test_limit': test_limit})
+      'train_limit': train_limit, 'test_limit': test_limit,
+      **input_options()})
 
 
 def mi(kind: str) -> ml_collections.ConfigDict:
@@ -235,7 +247,8 @@ def edges2faces(batch_size=16, n_train=8000, n_test=1000, train_limit=0,
       'batch_size': batch_size, 'seed': 0, 'flip': False, 'jitter': 0,
       'args': {'n_train': n_train, 'n_test': n_test, 'seed': 0,
                'canny_sigma': 1.5},
-      'train_limit': train_limit, 'test_limit': test_limit})
+      'train_limit': train_limit, 'test_limit': test_limit,
+      **input_options()})
 
 
 def smoke_mi(section: ml_collections.ConfigDict) -> None:

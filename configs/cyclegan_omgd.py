@@ -63,7 +63,8 @@ def photos(resolution=64, batch_size=8, crops_per_image=64, test_limit=0):
       'batch_size': batch_size, 'seed': 0, 'flip': True, 'jitter': 0,
       'args': {'resolution': resolution, 'crops_per_image': crops_per_image,
                'seed': 0, 'min_crop': 0.25, 'max_crop': 0.6},
-      'train_limit': 0, 'test_limit': test_limit})
+      'train_limit': 0, 'test_limit': test_limit,
+      **common.input_options()})
 
 
 def unpaired(name: str, resolution=256, batch_size=1):
@@ -76,7 +77,8 @@ def unpaired(name: str, resolution=256, batch_size=1):
       # reflect-pad-and-crop stand-in.
       'flip': True, 'jitter': 15,
       'args': {'root': f'datasets/{name}', 'resolution': resolution},
-      'train_limit': 0, 'test_limit': min(n_a, n_b)})
+      'train_limit': 0, 'test_limit': min(n_a, n_b),
+      **common.input_options()})
 
 
 def cyclegan_section(domains=('a', 'b')):

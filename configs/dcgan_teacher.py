@@ -38,7 +38,8 @@ def fashion(resolution=32, channels=1, batch_size=64, limit=-1,
       'batch_size': batch_size, 'seed': 0, 'flip': False, 'jitter': 0,
       'args': {'resolution': resolution, 'channels': channels,
                'limit': limit},
-      'train_limit': train_limit, 'test_limit': test_limit})
+      'train_limit': train_limit, 'test_limit': test_limit,
+      **common.input_options()})
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

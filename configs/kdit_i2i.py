@@ -85,7 +85,8 @@ def fashion(n: int, batch_size: int, resolution: int, test_limit: int):
       'batch_size': batch_size, 'seed': 0, 'flip': False, 'jitter': 0,
       'args': {'resolution': resolution, 'channels': 1, 'limit': -1,
                'per_class': n},
-      'train_limit': 0, 'test_limit': test_limit})
+      'train_limit': 0, 'test_limit': test_limit,
+      **common.input_options()})
 
 
 def stage1_evals(limit: int, cost: bool = True):

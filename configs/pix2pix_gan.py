@@ -67,7 +67,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         'batch_size': 4, 'seed': 0, 'flip': False, 'jitter': 0,
         # pix2pix's edges2shoes (train/ and val/ of A|B pairs, 256x512).
         'args': {'path': 'datasets/edges2shoes', 'resolution': 256},
-        'train_limit': 0, 'test_limit': 0})
+        'train_limit': 0, 'test_limit': 0,
+        **common.input_options()})
     c.generator.ngf = 64
     c.disc.ndf = 64
     c.disc.n_layers = 3

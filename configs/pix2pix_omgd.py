@@ -125,7 +125,8 @@ def build(kind: str, preset: str) -> ml_collections.ConfigDict:
         'batch_size': 4, 'seed': 0, 'flip': False, 'jitter': 0,
         # pix2pix's edges2shoes (train/ and val/ of A|B pairs, 256x512).
         'args': {'path': 'datasets/edges2shoes', 'resolution': 256},
-        'train_limit': 0, 'test_limit': 0})
+        'train_limit': 0, 'test_limit': 0,
+        **common.input_options()})
     c.teacher.ngf = 64
     c.teacher_deep.update({'enabled': True, 'ngf': 16, 'n_res': 2})
     c.student.ngf = 16

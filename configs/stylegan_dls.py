@@ -44,7 +44,8 @@ def fashion(batch_size=16, limit=-1, test_limit=0):
       'name': 'fashion', 'train_split': 'train', 'test_split': 'test',
       'batch_size': batch_size, 'seed': 0, 'flip': False, 'jitter': 0,
       'args': {'resolution': 32, 'channels': 1, 'limit': limit},
-      'train_limit': 0, 'test_limit': test_limit})
+      'train_limit': 0, 'test_limit': test_limit,
+      **common.input_options()})
 
 
 def adam(lr: float) -> ml_collections.ConfigDict:
@@ -115,7 +116,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
         'args': {'tfds_name': 'celeb_a', 'keys': {'img': 'image'},
                  'resolution': 128, 'channels': 3, 'data_dir': '',
                  'limit': -1},
-        'train_limit': 0, 'test_limit': 0})
+        'train_limit': 0, 'test_limit': 0,
+        **common.input_options()})
     c.generator.update(w_dim=512, map_layers=8, ch_base=8192, ch_max=256)
     c.disc.update(ch_base=8192, ch_max=256)
     c.optim.epoch_steps = 162_770 // 16

@@ -28,6 +28,9 @@ from etils import epath
 from gcjax import digest, errors
 
 TMP_SUFFIX = '.orbax-checkpoint-tmp'
+# The streaming input's iterator state (grain's orbax handler: one JSON file
+# per process) lives in this item of the same step, under the same digest.
+DATA_ITEM = 'data'
 CORRUPT_MARK = '.corrupt-'
 # errno -> what the save failure line says.
 _DISK_ERRNOS = {
@@ -95,7 +98,8 @@ class Checkpointer:
         max_to_keep=max_to_keep, create=True,
         enable_async_checkpointing=False)
     self._mgr = ocp.CheckpointManager(
-        self.directory, options=options, item_names=('state', 'meta'))
+        self.directory, options=options,
+        item_names=('state', 'meta', DATA_ITEM))
     self._failed = False
 
   def latest_step(self) -> int | None:
@@ -107,8 +111,13 @@ class Checkpointer:
   def step_dir(self, step: int) -> str:
     return os.path.join(self.directory, str(int(step)))
 
-  def save(self, step: int, state: Any, meta: dict[str, Any]) -> None:
+  def save(self, step: int, state: Any, meta: dict[str, Any],
+           data: Any = None) -> None:
     """Writes ``step`` and then its digest record (process 0).
+
+    ``data``, if given, is an input iterator with grain's
+    ``get_state() -> bytes`` (e.g. `gcjax.data.streaming.Streamer`); its
+    state is saved in the same step.
 
     Raises:
       CheckpointWriteError: the disk is full, over quota, read-only or not
@@ -117,11 +126,11 @@ class Checkpointer:
     step = int(step)
     try:
       with _quiet_disk_errors():
-        self._mgr.save(
-            step,
-            args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                    meta=ocp.args.JsonSave(meta)),
-            force=True)
+        items = dict(state=ocp.args.StandardSave(state),
+                     meta=ocp.args.JsonSave(meta))
+        if data is not None:
+          items[DATA_ITEM] = _grain().PyGrainCheckpointSave(data)
+        self._mgr.save(step, args=ocp.args.Composite(**items), force=True)
         self._mgr.wait_until_finished()
       if jax.process_index() == 0:
         digest.write_record(self.step_dir(step))
@@ -177,12 +186,16 @@ class Checkpointer:
             f'({needed / 2**20:.1f} MiB); {free_s}. Training stopped. '
             f'{keep} Free space or fix permissions, then rerun.')
 
-  def restore_latest(self, abstract_state: Any,
-                     shardings: Any) -> Restored | None:
+  def restore_latest(self, abstract_state: Any, shardings: Any,
+                     data: Any = None) -> Restored | None:
     """Restores the newest intact step; None if there is no step at all.
 
     Damaged newer steps are renamed to ``<step>.corrupt-<time>`` (process
     0) once an intact one has been read; `Restored.set_aside` lists them.
+
+    ``data`` (see `save`) gets ``set_state`` of the step's input state;
+    a step saved without one while ``data`` is given is refused (the run
+    could not continue its input where it stopped).
 
     Raises:
       errors.UserError: no step is intact (nothing is renamed; the line
@@ -196,7 +209,7 @@ class Checkpointer:
     for step in steps:
       try:
         state, meta, verified = self._restore_checked(
-            step, abstract_state, shardings)
+            step, abstract_state, shardings, data)
       except _Damaged as e:
         bad.append((step, e.reason))
         continue
@@ -229,8 +242,8 @@ class Checkpointer:
     self._mgr.reload()
     return moved
 
-  def _restore_checked(self, step: int, abstract_state: Any, shardings: Any
-                       ) -> tuple[Any, dict[str, Any], bool]:
+  def _restore_checked(self, step: int, abstract_state: Any, shardings: Any,
+                       data: Any = None) -> tuple[Any, dict[str, Any], bool]:
     """(state, meta, verified) of ``step``.
 
     Raises:
@@ -254,7 +267,7 @@ class Checkpointer:
                      ) from None
     _check_stored_shapes(tree, abstract_state, where)
     try:
-      state, meta = self.restore(step, abstract_state, shardings)
+      state, meta = self.restore(step, abstract_state, shardings, data)
     except errors.UserError:
       if verified:
         raise
@@ -264,9 +277,10 @@ class Checkpointer:
       raise _Damaged(f'orbax cannot read it ({_one_line(e)})') from None
     return state, meta, verified
 
-  def restore(self, step: int, abstract_state: Any,
-              shardings: Any) -> tuple[Any, dict[str, Any]]:
-    """Restores ``step`` into the structure/shardings of ``abstract_state``.
+  def restore(self, step: int, abstract_state: Any, shardings: Any,
+              data: Any = None) -> tuple[Any, dict[str, Any]]:
+    """Restores ``step`` into the structure/shardings of ``abstract_state``
+    (and ``data``'s input state, see `restore_latest`).
 
     Raises:
       errors.UserError: the checkpoint does not fit the configured state
@@ -276,11 +290,17 @@ class Checkpointer:
     target = jax.tree.map(
         lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
         abstract_state, shardings)
+    items = dict(state=ocp.args.StandardRestore(target),
+                 meta=ocp.args.JsonRestore())
+    if data is not None:
+      if not os.path.isdir(os.path.join(self.step_dir(step), DATA_ITEM)):
+        raise errors.UserError(
+            f'Checkpoint {self.directory}/{step} holds no streaming-input '
+            'state (it was written with data.streaming off); resume it with '
+            'the same data.streaming, or use a fresh --workdir.')
+      items[DATA_ITEM] = _grain().PyGrainCheckpointRestore(data)
     try:
-      out = self._mgr.restore(
-          int(step),
-          args=ocp.args.Composite(state=ocp.args.StandardRestore(target),
-                                  meta=ocp.args.JsonRestore()))
+      out = self._mgr.restore(int(step), args=ocp.args.Composite(**items))
     except (ValueError, KeyError, TypeError) as e:
       said = ' '.join(str(e).split())
       raise errors.UserError(
@@ -298,6 +318,12 @@ class Checkpointer:
     except Exception:  # noqa: BLE001
       if not self._failed:
         raise
+
+
+def _grain():
+  """grain, imported only by runs that stream (its orbax handler)."""
+  import grain.python as grain
+  return grain
 
 
 def _leaf_name(path) -> str:

@@ -25,7 +25,7 @@ from gcjax import errors, sharding
 from gcjax import evaluators as eval_lib
 from gcjax import export as export_lib
 from gcjax import methods as methods_lib
-from gcjax.data import pipeline
+from gcjax.data import pipeline, sources, streaming
 from gcjax.evaluators import report
 
 
@@ -163,6 +163,9 @@ def _load_split(config, split: str, limit: int) -> dict[str, np.ndarray]:
 def _load_data(config, mesh):
   """(batcher or None, test arrays, global sample batch or None).
 
+  The batcher is a `pipeline.Batcher` over the decoded train split, or a
+  `streaming.Streamer` when `streaming.enabled(config.data)` says so. The
+  test split is always read into memory (evaluations read it whole).
   ``config.data.name == ''`` loads nothing (data-free methods): the test
   "split" is a row counter of ``data.test_limit`` rows that the method's
   ``eval_inputs`` turns into inputs.
@@ -174,24 +177,45 @@ def _load_data(config, mesh):
                              'config.data.test_limit to the number of '
                              'evaluation rows')
     return None, {'_row': np.arange(d.test_limit, dtype=np.int32)}, None
-  train_arrays = _load_split(config, d.train_split, d.train_limit)
+  if streaming.enabled(d):
+    batcher = streaming.Streamer(
+        sources.streams(d.name, d.train_split, d.args.to_dict(),
+                        d.train_limit),
+        d.batch_size, seed=d.seed, process_index=jax.process_index(),
+        process_count=jax.process_count(), flip=d.flip, jitter=d.jitter,
+        workers=int(d.get('workers', 0)),
+        on_bad=d.get('on_bad_example', 'error'))
+    sample = batcher.sample_batch()
+  else:
+    batcher = pipeline.Batcher(
+        _load_split(config, d.train_split, d.train_limit), d.batch_size,
+        seed=d.seed, process_index=jax.process_index(),
+        process_count=jax.process_count(), flip=d.flip, jitter=d.jitter)
+    sample = batcher.batch(0)
   test_arrays = _load_split(config, d.test_split, d.test_limit)
-  batcher = pipeline.Batcher(
-      train_arrays, d.batch_size, seed=d.seed,
-      process_index=jax.process_index(), process_count=jax.process_count(),
-      flip=d.flip, jitter=d.jitter)
-  return batcher, test_arrays, pipeline.to_global(batcher.batch(0), mesh)
+  return batcher, test_arrays, pipeline.to_global(sample, mesh)
 
 
-def _batches(batcher, start: int):
-  """(step, host batch) from ``start`` on; empty batches without data."""
-  if batcher is not None:
-    yield from batcher.iterate(start)
-    return
-  step = start
-  while True:
-    yield step, {}
-    step += 1
+def _batches(batcher, start: int, wait: dict[str, float]):
+  """(step, host batch) from ``start`` on; empty batches without data.
+
+  ``wait['s']`` accumulates the seconds spent waiting for each batch (the
+  host-side input wait; the loop resets it after the first step).
+  """
+  if batcher is None:
+    step = start
+    while True:
+      yield step, {}
+      step += 1
+  source = batcher.iterate(start)
+  try:
+    while True:
+      t = time.perf_counter()
+      item = next(source)
+      wait['s'] += time.perf_counter() - t
+      yield item
+  finally:
+    source.close()
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -228,7 +252,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                                max_to_keep=config.keep_ckpts)
   meta = {'skipped': 0}
   t_restart = time.perf_counter()
-  found = ckpt.restore_latest(abstract, state_sh)
+  stream = batcher if isinstance(batcher, streaming.Streamer) else None
+  found = ckpt.restore_latest(abstract, state_sh, data=stream)
   if found is not None:
     state, meta = found.state, found.meta
     if is_main:
@@ -290,6 +315,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
                   dynamic_ncols=True, desc=config.method, mininterval=1.0)
   pending: list[tuple[int, dict]] = []
   first_step_s = None
+  # Input wait after the first step (compiles excluded): README "Streaming
+  # input"; experiments/bench_input.py reports it.
+  wait, loop_t0, loop_s = {'s': 0.0}, None, 0.0
   last_log = {}
 
   def flush(step: int) -> None:
@@ -309,6 +337,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
           'guard.policy=skip, or clip Langevin gradients.')
     mean = {k: float(np.mean([m[k] for m in hist])) for k in hist[-1]}
     mean['guard/skipped_total'] = meta['skipped']
+    if stream is not None:
+      mean['data/bad_examples_skipped'] = stream.skipped
     last_log = mean
     writer.scalars(step, mean)
     # The bar shows the losses first (then energies etc.), at most six.
@@ -317,7 +347,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     bar.set_postfix({k: f'{mean[k]:.3g}' for k in shown}, refresh=False)
 
   try:
-    for step, host_batch in _batches(batcher, start):
+    for step, host_batch in _batches(batcher, start, wait):
       if step >= total:
         break
       if step == nan_at:
@@ -328,6 +358,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       if first_step_s is None:
         jax.block_until_ready(state.step)
         first_step_s = time.perf_counter() - t_restart
+        wait['s'], loop_t0 = 0.0, time.perf_counter()
         writer.scalars(step + 1, {'time/first_step_s': first_step_s})
       pending.append((step, metrics))
       done = step + 1
@@ -338,7 +369,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       stop_now = bool(config.run_steps) and done - start >= config.run_steps
       if done % config.ckpt_every == 0 or is_last or stop_now:
         flush(done)
-        ckpt.save(done, state, meta)
+        ckpt.save(done, state, meta, data=stream)
       if stop_now and not is_last:
         if is_main:
           print(f'gcjax: run_steps={config.run_steps} reached at step '
@@ -353,6 +384,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       if due:
         writer.scalars(done, report.flatten(
             eval_lib.evaluate(due, context(state))))
+    if loop_t0 is not None:
+      loop_s = time.perf_counter() - loop_t0
   finally:
     bar.close()
     ckpt.close()
@@ -367,6 +400,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       'skipped_steps': int(meta.get('skipped', 0)),
       'devices': jax.device_count(), 'platform': jax.default_backend(),
       'last_losses': last_log}
+  results['_run']['time/input_wait_s'] = wait['s']
+  results['_run']['time/loop_s'] = loop_s
+  results['_run']['time/input_wait_fraction'] = wait['s'] / max(loop_s, 1e-9)
+  if stream is not None:
+    results['_run'].update(streaming=True,
+                           bad_examples_skipped=stream.skipped)
   if is_main:
     writer.scalars(total, report.flatten(results))
     with open(os.path.join(workdir, 'results.json'), 'w') as f:

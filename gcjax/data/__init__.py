@@ -11,7 +11,9 @@
 | tfds             | tfds.load_tfds                      | as `keys` says |
 | tfds_unpaired    | tfds.load_tfds_unpaired             | a, b           |
 
-Images are uint8 NHWC; `gcjax.data.pipeline.Batcher` batches them.
+Images are uint8 NHWC; `gcjax.data.pipeline.Batcher` batches them. Train
+splits too large for memory are read record by record instead
+(`gcjax.data.sources` + `gcjax.data.streaming`, `config.data.streaming`).
 """
 
 from __future__ import annotations
