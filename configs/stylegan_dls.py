@@ -77,17 +77,17 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.gan = ml_collections.ConfigDict({'flavor': 'stylegan'})
   c.data = fashion()
   c.generator = ml_collections.ConfigDict({
-      'z_dim': 512, 'w_dim': 128, 'map_layers': 4, 'ch_base': 512,
+      'z_dim': 32, 'w_dim': 128, 'map_layers': 4, 'ch_base': 512,
       'ch_max': 32, 'mixing_prob': 0.0})
-  c.disc = ml_collections.ConfigDict({'ch_base': 512, 'ch_max': 32})
+  c.disc = ml_collections.ConfigDict({'ch_base': 512, 'ch_max': 64})
   c.loss = ml_collections.ConfigDict({'r1_weight': 10.0})
   c.dls = ml_collections.ConfigDict({
-      'enabled': True, 'tracker': 'ring', 'buffer': 512, 'ema_decay': 0.999,
+      'enabled': True, 'tracker': 'ring', 'buffer': 64, 'ema_decay': 0.999,
       'lambda_enc': 1.0, 'enc_on': 'dg'})
   c.optim = ml_collections.ConfigDict({
       'g': adam(1e-3), 'map': adam(1e-5), 'd': adam(1e-3),
       'decay_rate': 0.98, 'epoch_steps': 3750})
-  c.total_steps = 4000
+  c.total_steps = 2000
   c.log_every = 50
   c.ckpt_every = 1000
   c.n_samples = 8
@@ -116,7 +116,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
                  'resolution': 128, 'channels': 3, 'data_dir': '',
                  'limit': -1},
         'train_limit': 0, 'test_limit': 0})
-    c.generator.update(w_dim=512, map_layers=8, ch_base=8192, ch_max=256)
+    c.generator.update(z_dim=512, w_dim=512, map_layers=8, ch_base=8192,
+                       ch_max=256)
+    c.dls.buffer = 512
     c.disc.update(ch_base=8192, ch_max=256)
     c.optim.epoch_steps = 162_770 // 16
     c.total_steps = 50 * c.optim.epoch_steps
