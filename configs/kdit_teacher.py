@@ -32,6 +32,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   c.generator.mixing_prob = 0.9
   if preset == 'default':
     c.generator.z_dim = 64
+    c.disc.ch_max = 32    # the teacher as trained before stylegan_dls's
+    #                       default D widened to 64 (issue 13 follow-up)
     c.total_steps = 3000
     c.evals = ml_collections.ConfigDict({
         'fid': {'type': 'fid', 'every_steps': 0, 'pred': ('generator',),

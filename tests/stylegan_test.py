@@ -177,6 +177,60 @@ def test_step_losses_equal_hand_sums_with_the_scale_before_the_update(
   assert int(new.dls.count) == 1
 
 
+
+def _signs_agree(update, grad, lr):
+  """A first Adam step with b1 = 0 moves each weight by -lr g / |g|."""
+  u, g = (np.concatenate([np.ravel(x) for x in jax.tree.leaves(t)])
+          for t in (update, grad))
+  big = np.abs(g) > 1e-5      # Adam's eps (1e-8) is negligible there
+  assert big.mean() > 0.5
+  np.testing.assert_allclose(u[big], -lr * np.sign(g[big]), rtol=1e-2)
+
+
+def test_first_updates_follow_the_gradients_of_the_hand_losses(dg_step):
+  """The encoder loss reaches D's latent head and trunk, and (enc_on='dg')
+  the generator through its images; the mapping net moves at its own lr."""
+  c, method, batch, step = dg_step
+  nets = method_lib.make_nets(c, (32, 32, 1))
+  state = _skewed(method, c)
+  s = dls.latent_scale(jnp.mean(state.dls.buffer, 0))
+  key = jax.random.key(5)
+  new, _ = step(state, batch, key, None)
+  z_key = jax.random.split(jax.random.fold_in(key, 0), 4)[0]
+  z = jax.random.normal(z_key, (8, c.generator.z_dim))
+
+  def gen(params):
+    return nets.gen.apply({'params': params}, z * s)[0]
+
+  def d_loss(params):
+    d_fn = lambda x: nets.disc.apply({'params': params}, x)   # noqa: E731
+    real_logit = d_fn(batch['img'])[0]
+    fake_logit, feats = d_fn(gen(state.gen.params))
+    return (jnp.mean(jax.nn.softplus(-real_logit))
+            + jnp.mean(jax.nn.softplus(fake_logit))
+            + jnp.mean(jnp.square(feats['latent'] - z) * s * s)
+            + 10.0 * adversarial.r1_penalty(lambda x: d_fn(x)[0],
+                                            batch['img']))
+
+  def g_loss(params):
+    logit, feats = nets.disc.apply({'params': new.disc.params}, gen(params))
+    return (jnp.mean(jax.nn.softplus(-logit))
+            + jnp.mean(jnp.square(feats['latent'] - z) * s * s))
+
+  def moved(a, b):
+    return jax.tree.map(lambda x, y: y - x, a, b)
+
+  g_d = jax.grad(d_loss)(state.disc.params)
+  d_upd = moved(state.disc.params, new.disc.params)
+  _signs_agree(d_upd['latent'], g_d['latent'], c.optim.d.lr)
+  _signs_agree(d_upd, g_d, c.optim.d.lr)
+  g_g = jax.grad(g_loss)(state.gen.params)
+  g_upd = moved(state.gen.params, new.gen.params)
+  _signs_agree({k: v for k, v in g_upd.items() if k != 'mapping'},
+               {k: v for k, v in g_g.items() if k != 'mapping'},
+               c.optim.g.lr)
+  _signs_agree(g_upd['mapping'], g_g['mapping'], c.optim.map.lr)
+
 def test_enc_on_d_only_leaves_it_out_of_the_g_loss_and_nodls_keeps_s_1():
   c = _config(enc_on='d', enabled=False)
   batch = {'img': jnp.zeros((8, 32, 32, 1))}
