@@ -18,7 +18,7 @@ from PIL import Image
 from gcjax import deployed, errors, export, generate
 from gcjax.export import onnx_conv, to_onnx, to_stablehlo, verify
 from gcjax.methods import base
-from gcjax.models import dcgan, resnet, unet
+from gcjax.models import dcgan, kdit, resnet, stylegan, unet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, 'PYTHONPATH': ROOT}
@@ -51,6 +51,19 @@ FAMILIES = {
     'mobile_resnet': (resnet.MobileResnetGenerator(ngf=4, n_blocks=2),
                       (16, 16, 3)),
     'dcgan': (dcgan.DCGANGenerator(d=4, nz=8, resolution=28), (8,)),
+    # Modulated convs with demodulation: x * style -> one shared conv ->
+    # * demod (the per-example weight never exists, so the batch is free).
+    'stylegan': (stylegan.StyleGenerator(z_dim=8, w_dim=8, map_layers=2,
+                                         resolution=8, ch_base=64,
+                                         ch_max=8), (8,)),
+    # KDIT students: I2I (source ++ reference on channels; avg-pool,
+    # nearest upsampling, AdaIN) and X2I ([z, c] -> image), its mapping net.
+    'kdit_i2i': (kdit.I2IStudent(resolution=8, out_ch=1, ch=4, style_dim=8),
+                 (8, 8, 2)),
+    'kdit_x2i': (kdit.X2IGenerator(z_dim=4, c_dim=4, resolution=8, ch=4),
+                 (8,)),
+    'kdit_mapping': (kdit.MappingNet(z_dim=4, style_dim=4, hidden=8,
+                                     num_classes=3), (4,)),
 }
 
 
