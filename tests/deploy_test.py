@@ -155,13 +155,15 @@ def run_dir(tmp_path_factory):
   for deployment by the command line."""
   d = str(tmp_path_factory.mktemp('run'))
   nets = {}
-  for net, fam in (('student', 'unet'), ('generator', 'dcgan')):
+  for net, fam in (('student', 'unet'), ('generator', 'dcgan'),
+                   ('style', 'stylegan')):
     m, shape = FAMILIES[fam]
     nets[net] = base.Network(m, _perturbed(m, shape), shape)
-  export.export(os.path.join(d, 'export'), nets, ['student', 'generator'],
+  export.export(os.path.join(d, 'export'), nets, list(nets),
                 ml_collections.ConfigDict({'seed': 0}))
   for args in (['--format=onnx,stablehlo'],
-               ['--net=generator', '--format=onnx', '--batch=2']):
+               ['--net=generator', '--format=onnx', '--batch=2'],
+               ['--net=style', '--format=onnx']):
     r = subprocess.run([sys.executable, '-m', 'gcjax.export',
                         f'--workdir={d}', *args], env=ENV, cwd=ROOT,
                        capture_output=True, text=True, timeout=600)
@@ -243,6 +245,26 @@ def test_generate_samples_from_a_fixed_batch_export(run_dir, tmp_path):
   names = sorted(os.listdir(tmp_path))
   assert names == [f'sample_{i:05d}.png' for i in range(5)]
   assert np.asarray(Image.open(tmp_path / names[0])).shape == (28, 28, 3)
+
+
+def test_generate_samples_from_a_dynamic_stylegan_export(run_dir, tmp_path):
+  r = subprocess.run(
+      [sys.executable, '-c', NO_JAX, f'--model={run_dir}/deploy',
+       '--net=style', '--num=5', '--batch=2', '--seed=3',
+       f'--output={tmp_path}'], env=ENV, cwd=ROOT, capture_output=True,
+      text=True, timeout=300)
+  assert r.returncode == 0, r.stderr
+  names = sorted(os.listdir(tmp_path))
+  assert names == [f'sample_{i:05d}.png' for i in range(5)]
+  got = np.stack([np.asarray(Image.open(tmp_path / n)) for n in names])
+  assert got.shape == (5, 8, 8, 3)
+  # The same latents through the network under JAX: the same pixels.
+  rng = np.random.default_rng(3)
+  z = np.concatenate([rng.standard_normal((n, 8)).astype(np.float32)
+                      for n in (2, 2, 1)])
+  want = generate.to_uint8(generate.jax_runner(run_dir, 'style')(z))
+  assert np.abs(got.astype(int) - want).max() <= 1
+  assert len({g.tobytes() for g in got}) == 5      # distinct samples
 
 
 def test_card_is_json_with_source_digest(run_dir):
