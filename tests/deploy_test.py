@@ -103,7 +103,7 @@ def test_unet_batch_norm_folded(built):
   ops = _ops(built['unet'][2]['onnx'][0])
   # Inference batch norm and conv biases live in the convs' weights.
   assert not ops & {'BatchNormalization', 'Sub', 'Mul', 'Add', 'Div'}, ops
-  assert {'Conv', 'DepthToSpace', 'LeakyRelu', 'Relu'} <= ops
+  assert {'Conv', 'ConvTranspose', 'LeakyRelu', 'Relu'} <= ops
 
 
 def test_mobile_resnet_depthwise_and_instance_norm(built):
