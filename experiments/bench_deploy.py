@@ -280,8 +280,9 @@ def _md(res: dict) -> str:
         ours, theirs = r['times'][ORT]['min_s'], r['times'][PT]['min_s']
         lines.append(f'- {r["model"]} no slower than its PyTorch export '
                      f'(same sitting), batch {b}: {1e3 * ours:.1f} ms vs '
-                     f'{1e3 * theirs:.1f} ms {_verdict(ours <= theirs)}')
-  if teacher and ORT in teacher['times']:
+                     f'{1e3 * theirs:.1f} ms (x{ours / theirs:.2f}) '
+                     f'{_verdict(ours <= theirs)}')
+  if teacher and ORT in teacher['times'] and a['res'] == 256:
     issue_rate = (teacher['true_macs']
                   / (ISSUE_PYTORCH_ORT_MS['unet64'] / 1e3)
                   / ISSUE_TEACHER_FRACTION)
