@@ -5,8 +5,10 @@ the Pix2Pix U-Net teacher (ngf 64) and student (ngf 16) and the
 GAN-Compression MobileResNet student (ngf 16), at batch 1 and 8, under
 
 * ``gcjax jit`` (XLA:CPU, gcjax's sub-pixel / shift-and-add forms);
-* ``onnxruntime``: ``gcjax.export``'s ONNX graph (default transposed-conv
-  form; ``--forms`` adds the others), CPU EP, ``--threads`` intra-op;
+* ``onnxruntime``: ``gcjax.export``'s ONNX graph with its default
+  transposed-conv form (``ConvTranspose``), and ``onnxruntime (phases)``
+  with the sub-pixel form (``--forms`` picks the forms), CPU EP,
+  ``--threads`` intra-op threads, all graph optimizations;
 * ``StableHLO``: the ``jax.export`` artifact, deserialized and jitted;
 * ``PyTorch export``: the same architecture written in PyTorch
   (``experiments/torch_deploy_models.py``), exported by ``torch.onnx`` in a
@@ -310,7 +312,7 @@ def main(argv=None) -> None:
   p.add_argument('--res', type=int, default=256)
   p.add_argument('--models', default=DEFAULT_MODELS,
                  help='comma-separated: ' + ','.join(MODELS))
-  p.add_argument('--forms', default=DEFAULT_FORM,
+  p.add_argument('--forms', default=f'{DEFAULT_FORM},phases',
                  help='ONNX transposed-conv forms: ' + ','.join(
                      onnx_conv.FORMS))
   p.add_argument('--matmul_n', type=int, default=1024)
