@@ -217,7 +217,9 @@ def _md(res: dict) -> str:
       'Each row: minimum over repetitions; the matmul rate is the best '
       f'{a["matmul_n"]}x{a["matmul_n"]} f32 product measured between that '
       'row\'s repetitions (same minutes). GMAC/s on true MACs; "% mm" = '
-      'achieved GMAC/s / matmul rate.', '',
+      'achieved GMAC/s / matmul rate. "onnxruntime" is gcjax\'s export '
+      f'with `{DEFAULT_FORM}` transposed convs (the default); PyTorch\'s '
+      'export is fed NCHW input prepared outside the timing.', '',
       '| model | batch | true GMAC | matmul GMAC/s | runtime | ms | '
       'median ms | GMAC/s | % mm |', '|---|---|---|---|---|---|---|---|---|']
   for r in rows:
