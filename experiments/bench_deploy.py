@@ -261,6 +261,11 @@ def _md(res: dict) -> str:
     lines += pair_lines
 
   lines += ['', '## Targets (onnxruntime, gcjax export)', '']
+  load = res.get('load_start', 0.0)
+  if load > res['cpus']:
+    lines += [f'Load average {load:.1f} on {res["cpus"]} CPUs at the start: '
+              'the verdicts below compare minimum times taken while other '
+              'processes ran, and are indicative only.', '']
   teacher = get('unet64', 1)
   if teacher and ORT in teacher['times']:
     for b in batches:
@@ -282,10 +287,11 @@ def _md(res: dict) -> str:
       r = get(key, b)
       if r and PT in r['times']:
         ours, theirs = r['times'][ORT]['min_s'], r['times'][PT]['min_s']
+        med = r['times'][ORT]['median_s'] / r['times'][PT]['median_s']
         lines.append(f'- {r["model"]} no slower than its PyTorch export '
                      f'(same sitting), batch {b}: {1e3 * ours:.1f} ms vs '
-                     f'{1e3 * theirs:.1f} ms (x{ours / theirs:.2f}) '
-                     f'{_verdict(ours <= theirs)}')
+                     f'{1e3 * theirs:.1f} ms (x{ours / theirs:.2f}; medians '
+                     f'x{med:.2f}) {_verdict(ours <= theirs)}')
   if teacher and ORT in teacher['times'] and a['res'] == 256:
     issue_rate = (teacher['true_macs']
                   / (ISSUE_PYTORCH_ORT_MS['unet64'] / 1e3)
@@ -339,7 +345,8 @@ def main(argv=None) -> None:
          'args': vars(a), 'cpus': os.cpu_count(),
          'versions': {'onnxruntime': onnxruntime.__version__,
                       'jax': jax.__version__},
-         'uptime_start': _uptime(), 'rows': []}
+         'uptime_start': _uptime(), 'load_start': os.getloadavg()[0],
+         'rows': []}
   t0 = time.perf_counter()
   tmp = tempfile.mkdtemp(prefix='bench_deploy_pt_')
   try:
