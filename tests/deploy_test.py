@@ -18,7 +18,7 @@ from PIL import Image
 from gcjax import deployed, errors, export, generate
 from gcjax.export import onnx_conv, to_onnx, to_stablehlo, verify
 from gcjax.methods import base
-from gcjax.models import dcgan, resnet, unet
+from gcjax.models import dcgan, kdit, resnet, stylegan, unet
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ENV = {**os.environ, 'PYTHONPATH': ROOT}
@@ -51,6 +51,19 @@ FAMILIES = {
     'mobile_resnet': (resnet.MobileResnetGenerator(ngf=4, n_blocks=2),
                       (16, 16, 3)),
     'dcgan': (dcgan.DCGANGenerator(d=4, nz=8, resolution=28), (8,)),
+    # Modulated convs with demodulation: x * style -> one shared conv ->
+    # * demod (the per-example weight never exists, so the batch is free).
+    'stylegan': (stylegan.StyleGenerator(z_dim=8, w_dim=8, map_layers=2,
+                                         resolution=8, ch_base=64,
+                                         ch_max=8), (8,)),
+    # KDIT students: I2I (source ++ reference on channels; avg-pool,
+    # nearest upsampling, AdaIN) and X2I ([z, c] -> image), its mapping net.
+    'kdit_i2i': (kdit.I2IStudent(resolution=8, out_ch=1, ch=4, style_dim=8),
+                 (8, 8, 2)),
+    'kdit_x2i': (kdit.X2IGenerator(z_dim=4, c_dim=4, resolution=8, ch=4),
+                 (8,)),
+    'kdit_mapping': (kdit.MappingNet(z_dim=4, style_dim=4, hidden=8,
+                                     num_classes=3), (4,)),
 }
 
 
@@ -90,7 +103,7 @@ def test_unet_batch_norm_folded(built):
   ops = _ops(built['unet'][2]['onnx'][0])
   # Inference batch norm and conv biases live in the convs' weights.
   assert not ops & {'BatchNormalization', 'Sub', 'Mul', 'Add', 'Div'}, ops
-  assert {'Conv', 'DepthToSpace', 'LeakyRelu', 'Relu'} <= ops
+  assert {'Conv', 'ConvTranspose', 'LeakyRelu', 'Relu'} <= ops
 
 
 def test_mobile_resnet_depthwise_and_instance_norm(built):
@@ -142,13 +155,15 @@ def run_dir(tmp_path_factory):
   for deployment by the command line."""
   d = str(tmp_path_factory.mktemp('run'))
   nets = {}
-  for net, fam in (('student', 'unet'), ('generator', 'dcgan')):
+  for net, fam in (('student', 'unet'), ('generator', 'dcgan'),
+                   ('style', 'stylegan')):
     m, shape = FAMILIES[fam]
     nets[net] = base.Network(m, _perturbed(m, shape), shape)
-  export.export(os.path.join(d, 'export'), nets, ['student', 'generator'],
+  export.export(os.path.join(d, 'export'), nets, list(nets),
                 ml_collections.ConfigDict({'seed': 0}))
   for args in (['--format=onnx,stablehlo'],
-               ['--net=generator', '--format=onnx', '--batch=2']):
+               ['--net=generator', '--format=onnx', '--batch=2'],
+               ['--net=style', '--format=onnx']):
     r = subprocess.run([sys.executable, '-m', 'gcjax.export',
                         f'--workdir={d}', *args], env=ENV, cwd=ROOT,
                        capture_output=True, text=True, timeout=600)
@@ -230,6 +245,26 @@ def test_generate_samples_from_a_fixed_batch_export(run_dir, tmp_path):
   names = sorted(os.listdir(tmp_path))
   assert names == [f'sample_{i:05d}.png' for i in range(5)]
   assert np.asarray(Image.open(tmp_path / names[0])).shape == (28, 28, 3)
+
+
+def test_generate_samples_from_a_dynamic_stylegan_export(run_dir, tmp_path):
+  r = subprocess.run(
+      [sys.executable, '-c', NO_JAX, f'--model={run_dir}/deploy',
+       '--net=style', '--num=5', '--batch=2', '--seed=3',
+       f'--output={tmp_path}'], env=ENV, cwd=ROOT, capture_output=True,
+      text=True, timeout=300)
+  assert r.returncode == 0, r.stderr
+  names = sorted(os.listdir(tmp_path))
+  assert names == [f'sample_{i:05d}.png' for i in range(5)]
+  got = np.stack([np.asarray(Image.open(tmp_path / n)) for n in names])
+  assert got.shape == (5, 8, 8, 3)
+  # The same latents through the network under JAX: the same pixels.
+  rng = np.random.default_rng(3)
+  z = np.concatenate([rng.standard_normal((n, 8)).astype(np.float32)
+                      for n in (2, 2, 1)])
+  want = generate.to_uint8(generate.jax_runner(run_dir, 'style')(z))
+  assert np.abs(got.astype(int) - want).max() <= 1
+  assert len({g.tobytes() for g in got}) == 5      # distinct samples
 
 
 def test_card_is_json_with_source_digest(run_dir):

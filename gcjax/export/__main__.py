@@ -7,8 +7,8 @@ Flags:
   --format: comma-separated subset of ``onnx,stablehlo``.
   --batch: ``dynamic`` (a symbolic batch) or a fixed batch size.
   --out: the deploy folder (default ``<workdir>/deploy``).
-  --transposed: ONNX form of transposed convs (``phases``, ``one_conv``,
-    ``convtranspose``; see ``gcjax/export/onnx_conv.py``).
+  --transposed: ONNX form of transposed convs (``convtranspose``, the
+    default, ``phases``, ``one_conv``; see ``gcjax/export/onnx_conv.py``).
   --tol: largest max abs error against JAX accepted (float32).
 
 Each export is checked before it is written (``verify.build``); one that
@@ -32,7 +32,7 @@ _FORMAT = flags.DEFINE_string('format', 'onnx,stablehlo',
                               'Comma-separated: onnx, stablehlo.')
 _BATCH = flags.DEFINE_string('batch', 'dynamic', "'dynamic' or a batch size.")
 _OUT = flags.DEFINE_string('out', None, 'Deploy folder (<workdir>/deploy).')
-_TRANSPOSED = flags.DEFINE_string('transposed', 'phases',
+_TRANSPOSED = flags.DEFINE_string('transposed', 'convtranspose',
                                   'ONNX transposed-conv form.')
 _TOL = flags.DEFINE_float('tol', 1e-4, 'Max abs error accepted.')
 

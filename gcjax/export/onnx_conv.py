@@ -74,6 +74,11 @@ def conv(g, e: Eqn, ins: list) -> 'onnx_rules.Val':
                         src=('conv', convs, outs[1], w.shape[0]))
 
 
+def add_conv(g, x: str, w: np.ndarray, **attrs) -> dict:
+  """A plain ``Conv`` dict (foldable) on the NCHW tensor ``x``."""
+  return _new(g, 'Conv', x, w, 1, **attrs)
+
+
 def _phase_taps(k: int, s: int, lo: int, r: int) -> list[tuple[int, int]]:
   """(tap t, input offset d) pairs reaching output phase r."""
   return [(t, (r + t - lo) // s) for t in range(k) if (r + t - lo) % s == 0]

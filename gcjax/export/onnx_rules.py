@@ -165,7 +165,9 @@ class Graph:
     if name == 'broadcast_in_dim':
       return self.out(e, self.broadcast(ins[0], e))
     if all(v.const is not None for v in ins) and _concrete(e):
-      args = [jnp.asarray(v.const) for v in ins]
+      # Consts may be stored smaller than their logical shape (a lazy
+      # broadcast): the primitive sees the logical one.
+      args = [jnp.asarray(np.broadcast_to(v.const, v.shape)) for v in ins]
       outs = e.prim.bind(*args, **e.params)
       outs = outs if e.prim.multiple_results else [outs]
       for o, r in zip(e.outputs, outs):
@@ -410,6 +412,82 @@ class Graph:
     eq = f'{"".join(la)},{"".join(lb)}->{"".join(batch + free_a + free_b)}'
     name = self.node('Einsum', [self.tensor(a), self.tensor(b)], equation=eq)
     return Val(out, out, a.dtype, name=name)
+
+  def r_stack(self, e: Eqn, ins: list[Val]) -> Val:
+    axis = e.params['axis']
+    parts = [self.node('Unsqueeze', [self.tensor(self.logical(v)),
+                                     self.ints([axis])]) for v in ins]
+    out = tuple(e.out_avals[0].shape)
+    return Val(out, out, ins[0].dtype, name=self.node('Concat', parts,
+                                                       axis=axis))
+
+  def r_gather(self, e: Eqn, ins: list[Val]) -> Val:
+    """A gather with constant indices along one axis: ``x[:, i]``,
+    ``x[:, i:i + n]`` (a symbolic batch turns slices into gathers) or an
+    index map along one axis (nearest-neighbour resizing)."""
+    x, idx = self.full(ins[0]), ins[1]
+    if idx.const is None:
+      raise NotImplementedError('gather with non-constant indices')
+    dn, sizes = e.params['dimension_numbers'], tuple(e.params['slice_sizes'])
+    if len(dn.start_index_map) != 1 or dn.operand_batching_dims:
+      raise NotImplementedError(f'gather {dn}')
+    a = dn.start_index_map[0]
+    ind = np.asarray(idx.const)
+    if ind.shape[-1] != 1:
+      raise NotImplementedError(f'gather with index vectors {ind.shape}')
+    ind = ind[..., 0].astype(np.int64)
+    n = x.shape[a]
+    ind = np.clip(ind, 0, n - sizes[a])      # XLA clamps start indices.
+    full = all(s == d for i, (s, d) in enumerate(zip(sizes, x.shape))
+               if i != a)
+    rank = len(x.shape)
+    out = tuple(e.out_avals[0].shape)
+    nchw, perm = self._phys([x])
+    pa = perm.index(a)
+    if not full:
+      raise NotImplementedError('gather slicing more than one axis')
+    if sizes[a] == 1 and tuple(dn.collapsed_slice_dims) == (a,) and \
+        ind.ndim == 1 and tuple(dn.offset_dims) == tuple(
+            i for i in range(rank) if i != a):
+      name = self.node('Gather', [self.tensor(x, nchw), self.ints(ind)],
+                       axis=pa)
+      return Val(out, out, x.dtype, name=name, nchw=nchw)
+    if ind.size == 1 and not dn.collapsed_slice_dims and \
+        tuple(dn.offset_dims) == tuple(range(rank)):
+      start = int(ind.reshape(()))
+      name = self.node('Slice', [self.tensor(x, nchw), self.ints([start]),
+                                 self.ints([start + sizes[a]]),
+                                 self.ints([pa])])
+      return Val(out, out, x.dtype, name=name, nchw=nchw)
+    if ind.size == 1 and sizes[a] == 1 and \
+        tuple(dn.collapsed_slice_dims) == (a,) and \
+        len(dn.offset_dims) == rank - 1:
+      name = self.node('Gather', [self.tensor(self.logical(x)),
+                                  self.ints(int(ind.reshape(())))], axis=a)
+      return Val(out, out, x.dtype, name=name)
+    raise NotImplementedError(f'gather {dn} with indices {ind.shape}')
+
+  def r_reduce_window_sum(self, e: Eqn, ins: list[Val]) -> Val:
+    """A window sum over H, W (average pooling's numerator): a depthwise
+    ``Conv`` with a ones kernel, so that the division after it folds in."""
+    x = self.full(ins[0])
+    p = e.params
+    win, strides = tuple(p['window_dimensions']), tuple(p['window_strides'])
+    if len(x.shape) != 4 or win[0] != 1 or win[3] != 1 or \
+        strides[0] != 1 or strides[3] != 1 or \
+        any(d != 1 for d in p['base_dilation']) or \
+        any(d != 1 for d in p['window_dilation']):
+      raise NotImplementedError(f'reduce_window_sum {p}')
+    c = x.shape[3]
+    pad = [tuple(q) for q in p['padding']][1:3]
+    w = np.ones((c, 1, win[1], win[2]), x.dtype)
+    conv = onnx_conv.add_conv(self, self.tensor(x, True), w, group=c,
+                              strides=list(strides[1:3]),
+                              kernel_shape=[win[1], win[2]],
+                              pads=[q[0] for q in pad] + [q[1] for q in pad])
+    out = tuple(e.out_avals[0].shape)
+    return Val(out, out, x.dtype, name=conv['out'], nchw=True,
+               src=('conv', [conv], 3, c))
 
   # -- named composites ------------------------------------------------------
   def r_gcjax_reflect_pad(self, e: Eqn, ins: list[Val]) -> Val:

@@ -88,7 +88,7 @@ def check(run: Callable, reference: Callable, input_shape, input_dtype,
 
 def build(module, variables, input_shape, input_dtype='float32',
           formats: Sequence[str] = FORMATS, batch: int | None = None,
-          transposed: str = 'phases', tol: float = TOL,
+          transposed: str = 'convtranspose', tol: float = TOL,
           platforms: Sequence[str] = to_stablehlo.PLATFORMS) -> dict:
   """``{format: (bytes, info)}`` for ``module`` in inference form, checked.
 
