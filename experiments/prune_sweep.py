@@ -62,16 +62,25 @@ flags.DEFINE_bool('noise_floor', True, 'Train a second teacher (seed 1).')
 flags.DEFINE_list('sparsities', ['25', '50', '75', '90'], 'Percent.')
 flags.DEFINE_list('kinds', ['fine', 'filter'], 'prune.kind values.')
 flags.DEFINE_list('recipes', ['b', 'd', 'g', 'h'], 'Appendix letters.')
+flags.DEFINE_list('more_sparsities', [], 'Percent; run with --more_recipes '
+                  'only (e.g. 25,90 for b,g).')
+flags.DEFINE_list('more_recipes', ['b', 'g'], 'Letters at --more_sparsities.')
 flags.DEFINE_bool('kd', True, 'kd students of matching size.')
 flags.DEFINE_integer('steps', 1000, 'Fine-tuning steps of every DCGAN run.')
 flags.DEFINE_integer('fid_limit', 512, 'Samples (and test images) for FID; '
                      '0: no FID (Inception on a CPU costs ~1 s an image).')
+flags.DEFINE_integer('fid_real', 0, 'Real test images of the reference '
+                     'statistics (cached, computed once); 0: as many as '
+                     '--fid_limit.')
 flags.DEFINE_integer('sample_limit', 2000, 'Samples for IS / agreement.')
 flags.DEFINE_integer('p2p_ngf', 32, 'Pix2Pix teacher ngf.')
 flags.DEFINE_integer('p2p_teacher_steps', 1500, 'Pix2Pix teacher steps.')
 flags.DEFINE_list('p2p_sparsities', ['50', '75'], 'Percent; empty: none.')
 flags.DEFINE_list('p2p_recipes', ['b', 'd', 'g', 'h'], 'Appendix letters.')
 flags.DEFINE_integer('p2p_steps', 800, 'Fine-tuning steps of Pix2Pix runs.')
+flags.DEFINE_string('p2p_from', '', 'With --p2p_sparsities empty: copy the '
+                    'Pix2Pix rows (and a note) from this earlier report '
+                    'JSON instead of running them.')
 
 LETTERS = {'b': ('self', 'agp'), 'c': ('scratch', 'oneshot'),
            'd': ('naive', 'oneshot'), 'e': ('naive', 'agp'),
@@ -92,11 +101,29 @@ def _run(config, workdir: str) -> dict:
     return json.load(f)
 
 
+def _real_stats(data) -> str:
+  """'stats:<path>' of the first --fid_real Fashion test images (computed
+  and cached on first use), or 'img' (the trainer's own cache)."""
+  if not FLAGS.fid_real:
+    return 'img'
+  from gcjax import data as data_lib
+  from gcjax import stats
+  from gcjax.metrics import fid
+  path = stats.default_path(data, data.test_split, 'img', FLAGS.fid_real)
+  if stats.cache_problem(path) == stats.MISSING:
+    imgs = data_lib.load(data.name, data.test_split,
+                         **data.args.to_dict())['img'][:FLAGS.fid_real]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fid.save_stats(path, stats.compute(imgs, reservoir=FLAGS.fid_real))
+  return 'stats:' + path
+
+
 def _dcgan_evals(c, pred) -> None:
   with c.unlocked():
     if not FLAGS.fid_limit:
       del c.evals['fid']
     else:
+      c.evals.fid.target = _real_stats(c.data)
       c.evals.fid.limit = FLAGS.fid_limit
       c.evals.fid.kid_subset_size = min(c.evals.fid.kid_subset_size,
                                         FLAGS.fid_limit // 2)
@@ -135,11 +162,24 @@ def _prune_cfg(base, export, letter, kind, sp, steps):
   return c
 
 
+DIAG = {'dfrozen/student': 'D(student)', 'dfrozen/teacher': 'D(teacher)',
+        's/adv': 'G adv loss', 's/distill': 'distill', 'd/real': 'D(real)',
+        'd/fake': 'D(fake)', 'train_seconds': 'train s'}
+
+
+def _diagnostics(res) -> dict:
+  """The run's last logged losses worth a column (DIAG)."""
+  last = res.get('_run', {}).get('last_losses') or {}
+  return {k: float(last[k]) for k in DIAG if k in last}
+
+
 def dcgan_rows(export: str) -> list[dict]:
   rows = []
-  for sp in (int(s) for s in FLAGS.sparsities):
+  more = [int(s) for s in FLAGS.more_sparsities]
+  for sp in sorted({int(s) for s in FLAGS.sparsities} | set(more)):
+    letters = FLAGS.more_recipes if sp in more else FLAGS.recipes
     for kind in FLAGS.kinds:
-      for letter in FLAGS.recipes:
+      for letter in letters:
         if letter == 'c' and kind == 'fine':
           continue      # the from-scratch network is filter-sized
         c = _prune_cfg(_CFG['config'].value, export, letter, kind, sp,
@@ -148,7 +188,7 @@ def dcgan_rows(export: str) -> list[dict]:
         res = _run(c, os.path.join(FLAGS.workdir,
                                    f'dcgan_{kind}{sp}_{letter}'))
         rows.append({'sparsity': sp, 'kind': kind, 'recipe': letter,
-                     **res['student']})
+                     **res['student'], **_diagnostics(res)})
     if FLAGS.kd:
       # Aguinaldo et al.: a d' student with ~(1 - s) of the weights.
       d = max(1, round(FLAGS.teacher_d * math.sqrt(1 - sp / 100)))
@@ -168,7 +208,11 @@ def dcgan_rows(export: str) -> list[dict]:
 
 def p2p_rows() -> list[dict]:
   if not FLAGS.p2p_sparsities:
-    return []
+    if not FLAGS.p2p_from:
+      return []
+    with open(FLAGS.p2p_from) as f:
+      old = json.load(f)
+    return [{**r, 'copied': True} for r in old.get('pix2pix', [])]
   c = copy.deepcopy(_CFG['p2p_teacher_config'].value)
   c.generator.ngf = c.disc.ndf = FLAGS.p2p_ngf
   c.total_steps = FLAGS.p2p_teacher_steps
@@ -246,9 +290,12 @@ def markdown(teachers: list[dict], rows: list[dict], p2p: list[dict],
   lines += [''] + _table(rows, DC_COLS)
   lines += ['', f'![quality vs sparsity]({os.path.basename(png)})', '']
   if p2p:
-    lines += ['## Pix2Pix (edges2fashion 32x32)', '',
-              f'Teacher ngf={FLAGS.p2p_ngf}, {FLAGS.p2p_teacher_steps} '
-              f'steps; fine-tuning {FLAGS.p2p_steps} steps per run.', '']
+    lines += ['## Pix2Pix (edges2fashion 32x32)', '']
+    lines += ([f'Rows copied from an earlier sweep ({FLAGS.p2p_from}); '
+               'see the note above for its settings.', '']
+              if p2p[0].get('copied') else
+              [f'Teacher ngf={FLAGS.p2p_ngf}, {FLAGS.p2p_teacher_steps} '
+               f'steps; fine-tuning {FLAGS.p2p_steps} steps per run.', ''])
     lines += _table(p2p, P2P_COLS)
   return '\n'.join(lines) + '\n'
 

@@ -76,6 +76,55 @@ def test_self_supervised_loss_is_adversarial_plus_lambda_distillation():
                              10.0 * float(m['s/distill']), rtol=1e-5)
 
 
+class _FakeMI:
+  """An MI add-on whose student term is 0.25 * sum(t_pos * s^2)."""
+
+  def student_loss(self, state, t_pos, s, aux):
+    assert state == 'mi-state' and aux == 'mi-aux'
+    term = 0.25 * jnp.sum(t_pos * s ** 2)
+    return term, {'mi/student_term': term}
+
+
+@pytest.mark.parametrize('loss_kind,distill', [('mse', 1.5), ('l1', 1.0)])
+def test_add_distill_is_the_hand_computed_sum_with_the_mi_term(loss_kind,
+                                                               distill):
+  img = jnp.array([0.0, 1.0, 2.0, 3.0]).reshape(1, 2, 2, 1)
+  t_img = jnp.ones((1, 2, 2, 1))
+  t_pos = jnp.array([0.0, 0.0, 0.0, 2.0]).reshape(1, 2, 2, 1)
+  # differences -1, 0, 1, 2: mse 6/4 = 1.5, l1 4/4 = 1.0; MI 0.25 * 2 * 3^2
+  # (the arguments swapped would give 0.25 * 3 * 2^2).
+  recipe = common.make_recipe(_section(recipe='self', distill_loss=loss_kind,
+                                       lambda_distill=10.0))
+  m = {}
+  loss = common.add_distill(jnp.asarray(0.5), m, img, t_img, t_pos,
+                            recipe=recipe, mi=_FakeMI(), mi_state='mi-state',
+                            mi_aux='mi-aux')
+  assert float(loss) == pytest.approx(0.5 + 10.0 * distill + 4.5)
+  assert float(m['distill']) == pytest.approx(distill)
+  assert float(m['mi/student_term']) == pytest.approx(4.5)
+  # No distillation (naive fine-tuning): no MI term either.
+  m = {}
+  naive = common.make_recipe(_section(recipe='naive'))
+  loss = common.add_distill(jnp.asarray(0.5), m, img, t_img, t_pos,
+                            recipe=naive, mi=_FakeMI(), mi_state='mi-state',
+                            mi_aux='mi-aux')
+  assert float(loss) == 0.5 and m == {}
+
+
+def test_self_supervised_step_with_vid_adds_the_mi_term_to_the_g_loss():
+  method, c = _smoke_method('smoke,recipe=self,mi=vid')
+  state = jax.jit(method.init)(jax.random.key(0))
+  _, m = jax.jit(method.train_step)(state, {'img': jnp.zeros((8, 32, 32, 1))},
+                                    jax.random.key(1),
+                                    jax.tree.map(jnp.asarray, method.frozen))
+  term = float(m['s/mi/student_term'])
+  assert abs(term) > 1e-3
+  np.testing.assert_allclose(
+      float(m['s/loss']),
+      float(m['s/adv']) + c.prune.lambda_distill * float(m['s/distill'])
+      + term, rtol=1e-5)
+
+
 @pytest.mark.parametrize('kind', ['fine', 'filter'])
 def test_agp_masks_grow_and_pruned_weights_stay_zero_in_the_step(kind):
   method, c = _smoke_method(f'smoke,recipe=naive,kind={kind},sparsity=0.75',
