@@ -190,6 +190,32 @@ def test_teacher_disc_from_a_gan_run_and_a_materialized_export(gan_run,
   assert y.shape == (4, 32, 32, 1)
 
 
+def test_default_trains_the_missing_teacher_first_then_reuses_it(tmp_path):
+  for cfg, gan in ((dcgan_prune, 'dcgan_teacher.py'),
+                   (pix2pix_prune, 'pix2pix_gan.py')):
+    d = cfg.get_config()
+    assert d.teacher.init.startswith('run:runs/'), cfg.__name__
+    assert d.teacher.train.method == 'gan', gan
+  t_dir = str(tmp_path / 'teacher')
+  c = dcgan_prune.get_config('smoke,recipe=self')
+  c.teacher.init = f'run:{t_dir}'
+  c.teacher.train = dcgan_teacher.get_config('smoke')
+  c.teacher.train.generator.d = 8
+  res = train.run(c, str(tmp_path / 'pruned'))
+  card = os.path.join(t_dir, 'export', 'card.json')
+  assert os.path.isfile(card)
+  with open(card) as f:
+    assert json.load(f)['networks']['generator']['fields']['d'] == 8
+  # The pruned run's teacher is the one just trained (d=8: 16 conv1 filters).
+  assert res['teacher']['params'] == res['student']['params']
+  g, _ = teachers.load(f'run:{t_dir}')
+  assert g.d == 8 and res['student']['macs_nonzero'] < res['teacher'][
+      'macs_true']
+  stamp = os.path.getmtime(card)
+  assert train.teacher_first(c) == ''          # exists: not trained again
+  assert os.path.getmtime(card) == stamp
+
+
 def test_pix2pix_smoke_runs_end_to_end_with_nonzero_macs(tmp_path):
   c = pix2pix_prune.get_config('smoke,kind=fine,sparsity=0.5')
   res = train.run(c, str(tmp_path))
