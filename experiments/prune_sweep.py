@@ -39,6 +39,7 @@ import copy
 import json
 import math
 import os
+import time
 
 from absl import flags, logging
 from ml_collections import config_flags
@@ -92,13 +93,22 @@ COLORS = {'b': (214, 39, 40), 'c': (127, 127, 127), 'd': (31, 119, 180),
 
 
 def _run(config, workdir: str) -> dict:
+  """The run's results (+ 'wall_s' of the call that made them)."""
   path = os.path.join(workdir, 'results.json')
+  wall = os.path.join(workdir, 'sweep_wall_s.txt')
   if os.path.exists(path):
     logging.info('reusing %s', path)
   else:
+    t0 = time.perf_counter()
     train.run(config, workdir)
+    with open(wall, 'w') as f:
+      f.write(f'{time.perf_counter() - t0:.1f}\n')
   with open(path) as f:
-    return json.load(f)
+    res = json.load(f)
+  if os.path.exists(wall):
+    with open(wall) as f:
+      res.setdefault('_run', {})['wall_s'] = float(f.read())
+  return res
 
 
 def _real_stats(data) -> str:
@@ -146,7 +156,8 @@ def teachers_() -> tuple[str, list[dict]]:
     _dcgan_evals(c, ())
     d = os.path.join(FLAGS.workdir, f'teacher_d{FLAGS.teacher_d}_s{seed}')
     res = _run(c, d)
-    rows.append({'name': f'teacher (seed {seed})', **res['generator']})
+    rows.append({'name': f'teacher (seed {seed})', **res['generator'],
+                 **_diagnostics(res)})
     export = export or os.path.join(d, 'export')
   return export, rows
 
@@ -164,13 +175,14 @@ def _prune_cfg(base, export, letter, kind, sp, steps):
 
 DIAG = {'dfrozen/student': 'D(student)', 'dfrozen/teacher': 'D(teacher)',
         's/adv': 'G adv loss', 's/distill': 'distill', 'd/real': 'D(real)',
-        'd/fake': 'D(fake)', 'train_seconds': 'train s'}
+        'd/fake': 'D(fake)', 'wall_s': 'wall s'}
 
 
 def _diagnostics(res) -> dict:
   """The run's last logged losses worth a column (DIAG)."""
-  last = res.get('_run', {}).get('last_losses') or {}
-  return {k: float(last[k]) for k in DIAG if k in last}
+  run = res.get('_run', {})
+  last = {**(run.get('last_losses') or {}), 'wall_s': run.get('wall_s')}
+  return {k: float(last[k]) for k in DIAG if last.get(k) is not None}
 
 
 def dcgan_rows(export: str) -> list[dict]:
@@ -202,7 +214,7 @@ def dcgan_rows(export: str) -> list[dict]:
       _dcgan_evals(c, ('student',))
       res = _run(c, os.path.join(FLAGS.workdir, f'kd{sp}_d{d}'))
       rows.append({'sparsity': sp, 'kind': f'dense d={d}', 'recipe': 'kd',
-                   **res['student']})
+                   **res['student'], **_diagnostics(res)})
   return rows
 
 
