@@ -79,6 +79,8 @@ flags.DEFINE_integer('p2p_teacher_steps', 1500, 'Pix2Pix teacher steps.')
 flags.DEFINE_list('p2p_sparsities', ['50', '75'], 'Percent; empty: none.')
 flags.DEFINE_list('p2p_recipes', ['b', 'd', 'g', 'h'], 'Appendix letters.')
 flags.DEFINE_integer('p2p_steps', 800, 'Fine-tuning steps of Pix2Pix runs.')
+flags.DEFINE_string('preface', '', 'Markdown file put at the top of the '
+                    'report (the command and the verdict).')
 flags.DEFINE_string('p2p_from', '', 'With --p2p_sparsities empty: copy the '
                     'Pix2Pix rows (and a note) from this earlier report '
                     'JSON instead of running them.')
@@ -281,14 +283,22 @@ P2P_COLS = [('psnr', 'PSNR'), ('ssim', 'SSIM'), ('l1', 'L1'),
 
 def markdown(teachers: list[dict], rows: list[dict], p2p: list[dict],
              png: str) -> str:
-  lines = ['# Self-supervised GAN compression (Yu & Pool) in miniature', '',
+  lines = ['# Self-supervised GAN compression (Yu & Pool) in miniature', '']
+  if FLAGS.preface:
+    with open(FLAGS.preface) as f:
+      lines += [f.read().rstrip(), '']
+  lines += [
            'Recipes (appendix letters): ' + ', '.join(
                f'{k} = {v[0]}/{v[1]}' for k, v in LETTERS.items()) + '; '
            'kd = Aguinaldo et al. MSE student of about the same weights.', '',
            f'DCGAN teacher d={FLAGS.teacher_d}, {FLAGS.teacher_steps} steps;'
            f' fine-tuning {FLAGS.steps} steps per run; '
-           + (f'FID/KID on {FLAGS.fid_limit} samples vs as many test '
-              'images; ' if FLAGS.fid_limit else 'no FID (--fid_limit=0); ')
+           + (f'FID/KID (TF Inception pool3) of {FLAGS.fid_limit} samples '
+              f'vs the cached statistics of the first '
+              f'{FLAGS.fid_real or FLAGS.fid_limit} Fashion test images '
+              '(FID at this N is biased upward: compare within the table '
+              'only; KID is unbiased); '
+              if FLAGS.fid_limit else 'no FID (--fid_limit=0); ')
            + f'domain IS and agreement with the teacher (same z) on '
            f'{FLAGS.sample_limit} samples.', '',
            '## DCGAN (Fashion-MNIST 32x32)', '']
@@ -301,6 +311,14 @@ def markdown(teachers: list[dict], rows: list[dict], p2p: list[dict],
               + ', '.join(diffs) + '.']
   lines += [''] + _table(rows, DC_COLS)
   lines += ['', f'![quality vs sparsity]({os.path.basename(png)})', '']
+  diag = [r for r in [*teachers, *rows] if any(k in r for k in DIAG)]
+  if diag:
+    lines += ['Diagnostics: mean of the last logged interval of each run '
+              '(D(student) / D(teacher): the frozen teacher D\'s mean logit '
+              'on the student\'s and the teacher\'s images of the same z; '
+              'D(real) / D(fake): a training D\'s logits; wall s: the run\'s '
+              'wall time incl. evaluation).', '']
+    lines += _table(diag, list(DIAG.items())) + ['']
   if p2p:
     lines += ['## Pix2Pix (edges2fashion 32x32)', '']
     lines += ([f'Rows copied from an earlier sweep ({FLAGS.p2p_from}); '
