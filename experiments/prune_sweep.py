@@ -79,6 +79,8 @@ flags.DEFINE_integer('p2p_teacher_steps', 1500, 'Pix2Pix teacher steps.')
 flags.DEFINE_list('p2p_sparsities', ['50', '75'], 'Percent; empty: none.')
 flags.DEFINE_list('p2p_recipes', ['b', 'd', 'g', 'h'], 'Appendix letters.')
 flags.DEFINE_integer('p2p_steps', 800, 'Fine-tuning steps of Pix2Pix runs.')
+flags.DEFINE_bool('report_only', False, 'Train nothing: the report of the '
+                  'runs that have finished (others are left out).')
 flags.DEFINE_string('preface', '', 'Markdown file put at the top of the '
                     'report (the command and the verdict).')
 flags.DEFINE_string('p2p_from', '', 'With --p2p_sparsities empty: copy the '
@@ -94,12 +96,15 @@ COLORS = {'b': (214, 39, 40), 'c': (127, 127, 127), 'd': (31, 119, 180),
           'n': (140, 86, 75), 'kd': (255, 127, 14)}
 
 
-def _run(config, workdir: str) -> dict:
-  """The run's results (+ 'wall_s' of the call that made them)."""
+def _run(config, workdir: str) -> dict | None:
+  """The run's results (+ 'wall_s' of the call that made them); None
+  under --report_only when it has not finished."""
   path = os.path.join(workdir, 'results.json')
   wall = os.path.join(workdir, 'sweep_wall_s.txt')
   if os.path.exists(path):
     logging.info('reusing %s', path)
+  elif FLAGS.report_only:
+    return None
   else:
     t0 = time.perf_counter()
     train.run(config, workdir)
@@ -158,6 +163,8 @@ def teachers_() -> tuple[str, list[dict]]:
     _dcgan_evals(c, ())
     d = os.path.join(FLAGS.workdir, f'teacher_d{FLAGS.teacher_d}_s{seed}')
     res = _run(c, d)
+    if res is None:
+      continue
     rows.append({'name': f'teacher (seed {seed})', **res['generator'],
                  **_diagnostics(res)})
     export = export or os.path.join(d, 'export')
@@ -201,6 +208,8 @@ def dcgan_rows(export: str) -> list[dict]:
         _dcgan_evals(c, ('student',))
         res = _run(c, os.path.join(FLAGS.workdir,
                                    f'dcgan_{kind}{sp}_{letter}'))
+        if res is None:
+          continue
         rows.append({'sparsity': sp, 'kind': kind, 'recipe': letter,
                      **res['student'], **_diagnostics(res)})
     if FLAGS.kd:
@@ -215,6 +224,8 @@ def dcgan_rows(export: str) -> list[dict]:
                                                      'cost')}
       _dcgan_evals(c, ('student',))
       res = _run(c, os.path.join(FLAGS.workdir, f'kd{sp}_d{d}'))
+      if res is None:
+        continue
       rows.append({'sparsity': sp, 'kind': f'dense d={d}', 'recipe': 'kd',
                    **res['student'], **_diagnostics(res)})
   return rows
