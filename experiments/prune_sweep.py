@@ -196,8 +196,9 @@ def _diagnostics(res) -> dict:
 
 def dcgan_rows(export: str) -> list[dict]:
   rows = []
-  more = [int(s) for s in FLAGS.more_sparsities]
-  for sp in sorted({int(s) for s in FLAGS.sparsities} | set(more)):
+  main = [int(s) for s in FLAGS.sparsities]
+  more = [int(s) for s in FLAGS.more_sparsities if int(s) not in main]
+  for sp in main + more:     # the full grid first
     letters = FLAGS.more_recipes if sp in more else FLAGS.recipes
     for kind in FLAGS.kinds:
       for letter in letters:
