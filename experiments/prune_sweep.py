@@ -350,17 +350,35 @@ def _metric(rows) -> tuple[str, str]:
 
 
 def plot(rows: list[dict], teachers: list[dict], path: str) -> None:
-  """Quality against sparsity: one panel per kind, a line per recipe."""
+  """Quality against sparsity: FID (when measured) above domain IS."""
+  from PIL import Image
+  panels = [_panel(rows, teachers, *_metric(rows))]
+  if panels[0] is not None and _metric(rows)[0] != 'domain_is':
+    panels.append(_panel(rows, teachers, 'domain_is',
+                         'domain IS (higher is better)'))
+  panels = [p for p in panels if p is not None]
+  if not panels:
+    return
+  img = Image.new('RGB', (panels[0].width, sum(p.height for p in panels)),
+                  'white')
+  y = 0
+  for p in panels:
+    img.paste(p, (0, y))
+    y += p.height
+  img.save(path)
+
+
+def _panel(rows, teachers, key: str, title: str):
+  """One panel per kind, a line per recipe, of ``key`` against sparsity."""
   from PIL import Image, ImageDraw
   kinds = [k for k in FLAGS.kinds]
-  key, title = _metric(rows)
   w, h, m = 380, 300, 50
   img = Image.new('RGB', (w * len(kinds), h + 40), 'white')
   draw = ImageDraw.Draw(img)
   fids = [r[key] for r in rows if key in r] + [
       t[key] for t in teachers if key in t]
   if not fids or not rows:
-    return
+    return None
   y0, y1 = min(fids), max(fids)
   y0, y1 = y0 - 0.05 * (y1 - y0 or 1), y1 + 0.05 * (y1 - y0 or 1)
   sps = sorted({r['sparsity'] for r in rows})
@@ -399,7 +417,7 @@ def plot(rows: list[dict], teachers: list[dict], path: str) -> None:
     draw.text((x + 16, h + 18), name, fill=(0, 0, 0))
   draw.text((w * len(kinds) - 160, h + 18), 'grey: teacher',
             fill=(0, 0, 0))
-  img.save(path)
+  return img
 
 
 def main(argv) -> None:
