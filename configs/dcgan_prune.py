@@ -3,10 +3,11 @@
 The teacher generator and discriminator are those of a
 ``configs/dcgan_teacher.py`` run (``teacher.init=run:<workdir>``; its
 ``disc`` is the self-supervised adversary). The default preset expects it
-at ``runs/dcgan_teacher``; from a fresh clone:
+at ``runs/dcgan_teacher`` (relative to the working directory) and, when
+that run has no export yet, trains it there first with
+``configs/dcgan_teacher.py``'s default (``teacher.train``; ~15 min on 2
+CPUs, once: later runs reuse it). From a fresh clone:
 
-  python -m gcjax.main --config=configs/dcgan_teacher.py \\
-      --workdir=runs/dcgan_teacher                        # ~15 min, 2 CPUs
   python -m gcjax.main --config=configs/dcgan_prune.py    # self, 50% fine
   python -m gcjax.main --config=configs/dcgan_prune.py:kind=filter,sparsity=0.75
   python -m gcjax.main --config=configs/dcgan_prune.py:recipe=naive,schedule=oneshot
@@ -94,7 +95,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'init': 'run:runs/dcgan_teacher',
       # The adversary: '' = the ``disc`` of the run teacher.init names.
       'disc_init': '',
-      'd': 32, 'nz': 100, 'resolution': 32, 'channels': 1})
+      'd': 32, 'nz': 100, 'resolution': 32, 'channels': 1,
+      # Trained into init's workdir first when that run has no export
+      # (gcjax.train.teacher_first); None: never.
+      'train': teacher_cfg.get_config()})
   # A warm start to prune instead of the teacher (e.g. run:<kd workdir>).
   c.student = ml_collections.ConfigDict({'init': ''})
   # The random D's shape when teacher.init is '' (and nothing else).
@@ -122,6 +126,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   })
   if arg.preset == 'smoke':
     c.teacher.init = ''
+    c.teacher.train = None
     c.teacher.d = 8
     c.disc.d = 4
     c.data = teacher_cfg.fashion(batch_size=8, limit=32, test_limit=16)

@@ -2,10 +2,10 @@
 
 The teacher U-Net and its conditional PatchGAN are those of a
 ``configs/pix2pix_gan.py`` run (``teacher.init=run:<workdir>``). The
-default preset expects it at ``runs/pix2pix_gan``; from a fresh clone:
+default preset expects it at ``runs/pix2pix_gan`` and, when that run has
+no export yet, trains it there first with ``configs/pix2pix_gan.py``'s
+default (``teacher.train``; ~10 min on 2 CPUs, once). From a fresh clone:
 
-  python -m gcjax.main --config=configs/pix2pix_gan.py \\
-      --workdir=runs/pix2pix_gan                          # ~10 min, 2 CPUs
   python -m gcjax.main --config=configs/pix2pix_prune.py  # self, 50% fine
   python -m gcjax.main --config=configs/pix2pix_prune.py:kind=filter
   python -m gcjax.main --config=configs/pix2pix_prune.py:smoke  # seconds
@@ -24,7 +24,7 @@ Presets:
 
 import ml_collections
 
-from configs import common
+from configs import common, pix2pix_gan
 from configs import dcgan_prune as prune_common
 
 PRESETS = ('default', 'smoke')
@@ -42,7 +42,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       # the fields below (tests).
       'init': 'run:runs/pix2pix_gan',
       'disc_init': '',
-      'ngf': 32, 'norm': 'batch', 'dropout': 0.5, 'n_res': 0})
+      'ngf': 32, 'norm': 'batch', 'dropout': 0.5, 'n_res': 0,
+      # Trained into init's workdir first when that run has no export
+      # (gcjax.train.teacher_first); None: never.
+      'train': pix2pix_gan.get_config()})
   c.student = ml_collections.ConfigDict({'init': ''})
   c.disc = ml_collections.ConfigDict({'ndf': 32, 'n_layers': 2,
                                       'norm': 'batch'})
@@ -63,6 +66,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   })
   if arg.preset == 'smoke':
     c.teacher.init = ''
+    c.teacher.train = None
     c.teacher.ngf = 4
     c.disc.ndf = 4
     c.data = common.edges2fashion(resolution=16, batch_size=8,

@@ -39,6 +39,7 @@ import copy
 import json
 import math
 import os
+import time
 
 from absl import flags, logging
 from ml_collections import config_flags
@@ -62,16 +63,29 @@ flags.DEFINE_bool('noise_floor', True, 'Train a second teacher (seed 1).')
 flags.DEFINE_list('sparsities', ['25', '50', '75', '90'], 'Percent.')
 flags.DEFINE_list('kinds', ['fine', 'filter'], 'prune.kind values.')
 flags.DEFINE_list('recipes', ['b', 'd', 'g', 'h'], 'Appendix letters.')
+flags.DEFINE_list('more_sparsities', [], 'Percent; run with --more_recipes '
+                  'only (e.g. 25,90 for b,g).')
+flags.DEFINE_list('more_recipes', ['b', 'g'], 'Letters at --more_sparsities.')
 flags.DEFINE_bool('kd', True, 'kd students of matching size.')
 flags.DEFINE_integer('steps', 1000, 'Fine-tuning steps of every DCGAN run.')
 flags.DEFINE_integer('fid_limit', 512, 'Samples (and test images) for FID; '
                      '0: no FID (Inception on a CPU costs ~1 s an image).')
+flags.DEFINE_integer('fid_real', 0, 'Real test images of the reference '
+                     'statistics (cached, computed once); 0: as many as '
+                     '--fid_limit.')
 flags.DEFINE_integer('sample_limit', 2000, 'Samples for IS / agreement.')
 flags.DEFINE_integer('p2p_ngf', 32, 'Pix2Pix teacher ngf.')
 flags.DEFINE_integer('p2p_teacher_steps', 1500, 'Pix2Pix teacher steps.')
 flags.DEFINE_list('p2p_sparsities', ['50', '75'], 'Percent; empty: none.')
 flags.DEFINE_list('p2p_recipes', ['b', 'd', 'g', 'h'], 'Appendix letters.')
 flags.DEFINE_integer('p2p_steps', 800, 'Fine-tuning steps of Pix2Pix runs.')
+flags.DEFINE_bool('report_only', False, 'Train nothing: the report of the '
+                  'runs that have finished (others are left out).')
+flags.DEFINE_string('preface', '', 'Markdown file put at the top of the '
+                    'report (the command and the verdict).')
+flags.DEFINE_string('p2p_from', '', 'With --p2p_sparsities empty: copy the '
+                    'Pix2Pix rows (and a note) from this earlier report '
+                    'JSON instead of running them.')
 
 LETTERS = {'b': ('self', 'agp'), 'c': ('scratch', 'oneshot'),
            'd': ('naive', 'oneshot'), 'e': ('naive', 'agp'),
@@ -82,14 +96,43 @@ COLORS = {'b': (214, 39, 40), 'c': (127, 127, 127), 'd': (31, 119, 180),
           'n': (140, 86, 75), 'kd': (255, 127, 14)}
 
 
-def _run(config, workdir: str) -> dict:
+def _run(config, workdir: str) -> dict | None:
+  """The run's results (+ 'wall_s' of the call that made them); None
+  under --report_only when it has not finished."""
   path = os.path.join(workdir, 'results.json')
+  wall = os.path.join(workdir, 'sweep_wall_s.txt')
   if os.path.exists(path):
     logging.info('reusing %s', path)
+  elif FLAGS.report_only:
+    return None
   else:
+    t0 = time.perf_counter()
     train.run(config, workdir)
+    with open(wall, 'w') as f:
+      f.write(f'{time.perf_counter() - t0:.1f}\n')
   with open(path) as f:
-    return json.load(f)
+    res = json.load(f)
+  if os.path.exists(wall):
+    with open(wall) as f:
+      res.setdefault('_run', {})['wall_s'] = float(f.read())
+  return res
+
+
+def _real_stats(data) -> str:
+  """'stats:<path>' of the first --fid_real Fashion test images (computed
+  and cached on first use), or 'img' (the trainer's own cache)."""
+  if not FLAGS.fid_real:
+    return 'img'
+  from gcjax import data as data_lib
+  from gcjax import stats
+  from gcjax.metrics import fid
+  path = stats.default_path(data, data.test_split, 'img', FLAGS.fid_real)
+  if stats.cache_problem(path) == stats.MISSING:
+    imgs = data_lib.load(data.name, data.test_split,
+                         **data.args.to_dict())['img'][:FLAGS.fid_real]
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fid.save_stats(path, stats.compute(imgs, reservoir=FLAGS.fid_real))
+  return 'stats:' + path
 
 
 def _dcgan_evals(c, pred) -> None:
@@ -97,6 +140,7 @@ def _dcgan_evals(c, pred) -> None:
     if not FLAGS.fid_limit:
       del c.evals['fid']
     else:
+      c.evals.fid.target = _real_stats(c.data)
       c.evals.fid.limit = FLAGS.fid_limit
       c.evals.fid.kid_subset_size = min(c.evals.fid.kid_subset_size,
                                         FLAGS.fid_limit // 2)
@@ -119,7 +163,10 @@ def teachers_() -> tuple[str, list[dict]]:
     _dcgan_evals(c, ())
     d = os.path.join(FLAGS.workdir, f'teacher_d{FLAGS.teacher_d}_s{seed}')
     res = _run(c, d)
-    rows.append({'name': f'teacher (seed {seed})', **res['generator']})
+    if res is None:
+      continue
+    rows.append({'name': f'teacher (seed {seed})', **res['generator'],
+                 **_diagnostics(res)})
     export = export or os.path.join(d, 'export')
   return export, rows
 
@@ -135,11 +182,26 @@ def _prune_cfg(base, export, letter, kind, sp, steps):
   return c
 
 
+DIAG = {'dfrozen/student': 'D(student)', 'dfrozen/teacher': 'D(teacher)',
+        's/adv': 'G adv loss', 's/distill': 'distill', 'd/real': 'D(real)',
+        'd/fake': 'D(fake)', 'wall_s': 'wall s'}
+
+
+def _diagnostics(res) -> dict:
+  """The run's last logged losses worth a column (DIAG)."""
+  run = res.get('_run', {})
+  last = {**(run.get('last_losses') or {}), 'wall_s': run.get('wall_s')}
+  return {k: float(last[k]) for k in DIAG if last.get(k) is not None}
+
+
 def dcgan_rows(export: str) -> list[dict]:
   rows = []
-  for sp in (int(s) for s in FLAGS.sparsities):
+  main = [int(s) for s in FLAGS.sparsities]
+  more = [int(s) for s in FLAGS.more_sparsities if int(s) not in main]
+  for sp in main + more:     # the full grid first
+    letters = FLAGS.more_recipes if sp in more else FLAGS.recipes
     for kind in FLAGS.kinds:
-      for letter in FLAGS.recipes:
+      for letter in letters:
         if letter == 'c' and kind == 'fine':
           continue      # the from-scratch network is filter-sized
         c = _prune_cfg(_CFG['config'].value, export, letter, kind, sp,
@@ -147,8 +209,10 @@ def dcgan_rows(export: str) -> list[dict]:
         _dcgan_evals(c, ('student',))
         res = _run(c, os.path.join(FLAGS.workdir,
                                    f'dcgan_{kind}{sp}_{letter}'))
+        if res is None:
+          continue
         rows.append({'sparsity': sp, 'kind': kind, 'recipe': letter,
-                     **res['student']})
+                     **res['student'], **_diagnostics(res)})
     if FLAGS.kd:
       # Aguinaldo et al.: a d' student with ~(1 - s) of the weights.
       d = max(1, round(FLAGS.teacher_d * math.sqrt(1 - sp / 100)))
@@ -161,14 +225,20 @@ def dcgan_rows(export: str) -> list[dict]:
                                                      'cost')}
       _dcgan_evals(c, ('student',))
       res = _run(c, os.path.join(FLAGS.workdir, f'kd{sp}_d{d}'))
+      if res is None:
+        continue
       rows.append({'sparsity': sp, 'kind': f'dense d={d}', 'recipe': 'kd',
-                   **res['student']})
+                   **res['student'], **_diagnostics(res)})
   return rows
 
 
 def p2p_rows() -> list[dict]:
   if not FLAGS.p2p_sparsities:
-    return []
+    if not FLAGS.p2p_from:
+      return []
+    with open(FLAGS.p2p_from) as f:
+      old = json.load(f)
+    return [{**r, 'copied': True} for r in old.get('pix2pix', [])]
   c = copy.deepcopy(_CFG['p2p_teacher_config'].value)
   c.generator.ngf = c.disc.ndf = FLAGS.p2p_ngf
   c.total_steps = FLAGS.p2p_teacher_steps
@@ -225,14 +295,22 @@ P2P_COLS = [('psnr', 'PSNR'), ('ssim', 'SSIM'), ('l1', 'L1'),
 
 def markdown(teachers: list[dict], rows: list[dict], p2p: list[dict],
              png: str) -> str:
-  lines = ['# Self-supervised GAN compression (Yu & Pool) in miniature', '',
+  lines = ['# Self-supervised GAN compression (Yu & Pool) in miniature', '']
+  if FLAGS.preface:
+    with open(FLAGS.preface) as f:
+      lines += [f.read().rstrip(), '']
+  lines += [
            'Recipes (appendix letters): ' + ', '.join(
                f'{k} = {v[0]}/{v[1]}' for k, v in LETTERS.items()) + '; '
            'kd = Aguinaldo et al. MSE student of about the same weights.', '',
            f'DCGAN teacher d={FLAGS.teacher_d}, {FLAGS.teacher_steps} steps;'
            f' fine-tuning {FLAGS.steps} steps per run; '
-           + (f'FID/KID on {FLAGS.fid_limit} samples vs as many test '
-              'images; ' if FLAGS.fid_limit else 'no FID (--fid_limit=0); ')
+           + (f'FID/KID (TF Inception pool3) of {FLAGS.fid_limit} samples '
+              f'vs the cached statistics of the first '
+              f'{FLAGS.fid_real or FLAGS.fid_limit} Fashion test images '
+              '(FID at this N is biased upward: compare within the table '
+              'only; KID is unbiased); '
+              if FLAGS.fid_limit else 'no FID (--fid_limit=0); ')
            + f'domain IS and agreement with the teacher (same z) on '
            f'{FLAGS.sample_limit} samples.', '',
            '## DCGAN (Fashion-MNIST 32x32)', '']
@@ -245,10 +323,21 @@ def markdown(teachers: list[dict], rows: list[dict], p2p: list[dict],
               + ', '.join(diffs) + '.']
   lines += [''] + _table(rows, DC_COLS)
   lines += ['', f'![quality vs sparsity]({os.path.basename(png)})', '']
+  diag = [r for r in [*teachers, *rows] if any(k in r for k in DIAG)]
+  if diag:
+    lines += ['Diagnostics: mean of the last logged interval of each run '
+              '(D(student) / D(teacher): the frozen teacher D\'s mean logit '
+              'on the student\'s and the teacher\'s images of the same z; '
+              'D(real) / D(fake): a training D\'s logits; wall s: the run\'s '
+              'wall time incl. evaluation).', '']
+    lines += _table(diag, list(DIAG.items())) + ['']
   if p2p:
-    lines += ['## Pix2Pix (edges2fashion 32x32)', '',
-              f'Teacher ngf={FLAGS.p2p_ngf}, {FLAGS.p2p_teacher_steps} '
-              f'steps; fine-tuning {FLAGS.p2p_steps} steps per run.', '']
+    lines += ['## Pix2Pix (edges2fashion 32x32)', '']
+    lines += ([f'Rows copied from an earlier sweep ({FLAGS.p2p_from}); '
+               'see the note above for its settings.', '']
+              if p2p[0].get('copied') else
+              [f'Teacher ngf={FLAGS.p2p_ngf}, {FLAGS.p2p_teacher_steps} '
+               f'steps; fine-tuning {FLAGS.p2p_steps} steps per run.', ''])
     lines += _table(p2p, P2P_COLS)
   return '\n'.join(lines) + '\n'
 
@@ -261,17 +350,35 @@ def _metric(rows) -> tuple[str, str]:
 
 
 def plot(rows: list[dict], teachers: list[dict], path: str) -> None:
-  """Quality against sparsity: one panel per kind, a line per recipe."""
+  """Quality against sparsity: FID (when measured) above domain IS."""
+  from PIL import Image
+  panels = [_panel(rows, teachers, *_metric(rows))]
+  if panels[0] is not None and _metric(rows)[0] != 'domain_is':
+    panels.append(_panel(rows, teachers, 'domain_is',
+                         'domain IS (higher is better)'))
+  panels = [p for p in panels if p is not None]
+  if not panels:
+    return
+  img = Image.new('RGB', (panels[0].width, sum(p.height for p in panels)),
+                  'white')
+  y = 0
+  for p in panels:
+    img.paste(p, (0, y))
+    y += p.height
+  img.save(path)
+
+
+def _panel(rows, teachers, key: str, title: str):
+  """One panel per kind, a line per recipe, of ``key`` against sparsity."""
   from PIL import Image, ImageDraw
   kinds = [k for k in FLAGS.kinds]
-  key, title = _metric(rows)
   w, h, m = 380, 300, 50
   img = Image.new('RGB', (w * len(kinds), h + 40), 'white')
   draw = ImageDraw.Draw(img)
   fids = [r[key] for r in rows if key in r] + [
       t[key] for t in teachers if key in t]
   if not fids or not rows:
-    return
+    return None
   y0, y1 = min(fids), max(fids)
   y0, y1 = y0 - 0.05 * (y1 - y0 or 1), y1 + 0.05 * (y1 - y0 or 1)
   sps = sorted({r['sparsity'] for r in rows})
@@ -310,7 +417,7 @@ def plot(rows: list[dict], teachers: list[dict], path: str) -> None:
     draw.text((x + 16, h + 18), name, fill=(0, 0, 0))
   draw.text((w * len(kinds) - 160, h + 18), 'grey: teacher',
             fill=(0, 0, 0))
-  img.save(path)
+  return img
 
 
 def main(argv) -> None:

@@ -241,6 +241,21 @@ def test_fid_matches_scipy_sqrtm():
   np.testing.assert_allclose(got, want, rtol=1e-9)
 
 
+def test_fid_from_the_rows_of_a_small_set_equals_the_full_computation():
+  # 20 rows in 64 dims (rank-19 covariance) vs 300 rows: fid() takes the
+  # N x N path; it must equal scipy's sqrtm and the D x D eigen route.
+  small = fid.FeatureStats(dim=64, reservoir_size=None)
+  small.update(_gauss(20, d=64, shift=0.4, seed=3))
+  big = _stats(_gauss(300, d=64, seed=4))
+  covmean = scipy.linalg.sqrtm(small.sigma @ big.sigma).real
+  want = (np.sum((small.mu - big.mu) ** 2) + np.trace(small.sigma)
+          + np.trace(big.sigma) - 2 * np.trace(covmean))
+  np.testing.assert_allclose(fid.fid(small, big), want, rtol=1e-7)
+  np.testing.assert_allclose(
+      fid.trace_sqrt_product_lowrank(small.feats, big.sigma),
+      fid.trace_sqrt_product(small.sigma, big.sigma), rtol=1e-6)
+
+
 def test_fid_pure_mean_shift_is_squared_distance():
   s = _stats(_gauss(200))
   d = np.linspace(-1, 1, 32)

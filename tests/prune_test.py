@@ -76,6 +76,55 @@ def test_self_supervised_loss_is_adversarial_plus_lambda_distillation():
                              10.0 * float(m['s/distill']), rtol=1e-5)
 
 
+class _FakeMI:
+  """An MI add-on whose student term is 0.25 * sum(t_pos * s^2)."""
+
+  def student_loss(self, state, t_pos, s, aux):
+    assert state == 'mi-state' and aux == 'mi-aux'
+    term = 0.25 * jnp.sum(t_pos * s ** 2)
+    return term, {'mi/student_term': term}
+
+
+@pytest.mark.parametrize('loss_kind,distill', [('mse', 1.5), ('l1', 1.0)])
+def test_add_distill_is_the_hand_computed_sum_with_the_mi_term(loss_kind,
+                                                               distill):
+  img = jnp.array([0.0, 1.0, 2.0, 3.0]).reshape(1, 2, 2, 1)
+  t_img = jnp.ones((1, 2, 2, 1))
+  t_pos = jnp.array([0.0, 0.0, 0.0, 2.0]).reshape(1, 2, 2, 1)
+  # differences -1, 0, 1, 2: mse 6/4 = 1.5, l1 4/4 = 1.0; MI 0.25 * 2 * 3^2
+  # (the arguments swapped would give 0.25 * 3 * 2^2).
+  recipe = common.make_recipe(_section(recipe='self', distill_loss=loss_kind,
+                                       lambda_distill=10.0))
+  m = {}
+  loss = common.add_distill(jnp.asarray(0.5), m, img, t_img, t_pos,
+                            recipe=recipe, mi=_FakeMI(), mi_state='mi-state',
+                            mi_aux='mi-aux')
+  assert float(loss) == pytest.approx(0.5 + 10.0 * distill + 4.5)
+  assert float(m['distill']) == pytest.approx(distill)
+  assert float(m['mi/student_term']) == pytest.approx(4.5)
+  # No distillation (naive fine-tuning): no MI term either.
+  m = {}
+  naive = common.make_recipe(_section(recipe='naive'))
+  loss = common.add_distill(jnp.asarray(0.5), m, img, t_img, t_pos,
+                            recipe=naive, mi=_FakeMI(), mi_state='mi-state',
+                            mi_aux='mi-aux')
+  assert float(loss) == 0.5 and m == {}
+
+
+def test_self_supervised_step_with_vid_adds_the_mi_term_to_the_g_loss():
+  method, c = _smoke_method('smoke,recipe=self,mi=vid')
+  state = jax.jit(method.init)(jax.random.key(0))
+  _, m = jax.jit(method.train_step)(state, {'img': jnp.zeros((8, 32, 32, 1))},
+                                    jax.random.key(1),
+                                    jax.tree.map(jnp.asarray, method.frozen))
+  term = float(m['s/mi/student_term'])
+  assert abs(term) > 1e-3
+  np.testing.assert_allclose(
+      float(m['s/loss']),
+      float(m['s/adv']) + c.prune.lambda_distill * float(m['s/distill'])
+      + term, rtol=1e-5)
+
+
 @pytest.mark.parametrize('kind', ['fine', 'filter'])
 def test_agp_masks_grow_and_pruned_weights_stay_zero_in_the_step(kind):
   method, c = _smoke_method(f'smoke,recipe=naive,kind={kind},sparsity=0.75',
@@ -139,6 +188,32 @@ def test_teacher_disc_from_a_gan_run_and_a_materialized_export(gan_run,
   z = jax.random.normal(jax.random.key(3), (4, 100))
   y = module.apply(variables, z)[0]
   assert y.shape == (4, 32, 32, 1)
+
+
+def test_default_trains_the_missing_teacher_first_then_reuses_it(tmp_path):
+  for cfg, gan in ((dcgan_prune, 'dcgan_teacher.py'),
+                   (pix2pix_prune, 'pix2pix_gan.py')):
+    d = cfg.get_config()
+    assert d.teacher.init.startswith('run:runs/'), cfg.__name__
+    assert d.teacher.train.method == 'gan', gan
+  t_dir = str(tmp_path / 'teacher')
+  c = dcgan_prune.get_config('smoke,recipe=self')
+  c.teacher.init = f'run:{t_dir}'
+  c.teacher.train = dcgan_teacher.get_config('smoke')
+  c.teacher.train.generator.d = 8
+  res = train.run(c, str(tmp_path / 'pruned'))
+  card = os.path.join(t_dir, 'export', 'card.json')
+  assert os.path.isfile(card)
+  with open(card) as f:
+    assert json.load(f)['networks']['generator']['fields']['d'] == 8
+  # The pruned run's teacher is the one just trained (d=8: 16 conv1 filters).
+  assert res['teacher']['params'] == res['student']['params']
+  g, _ = teachers.load(f'run:{t_dir}')
+  assert g.d == 8 and res['student']['macs_nonzero'] < res['teacher'][
+      'macs_true']
+  stamp = os.path.getmtime(card)
+  assert train.teacher_first(c) == ''          # exists: not trained again
+  assert os.path.getmtime(card) == stamp
 
 
 def test_pix2pix_smoke_runs_end_to_end_with_nonzero_macs(tmp_path):

@@ -349,9 +349,41 @@ def fid_from_stats(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray,
   return float(max(value, 0.0))
 
 
+def trace_sqrt_product_lowrank(feats1: np.ndarray, sigma2: np.ndarray
+                               ) -> float:
+  """tr(sqrtm(sigma1 @ sigma2)) where sigma1 is the covariance of the rows
+  ``feats1`` [N, D] (N <= D), in float64.
+
+  With A = (feats1 - mean) / sqrt(N - 1), sigma1 = A^T A, and the nonzero
+  eigenvalues of A^T A sigma2 are those of the N x N PSD matrix
+  A sigma2 A^T: the same value as `trace_sqrt_product` without a D x D
+  eigendecomposition (seconds instead of a minute for D = 2048).
+  """
+  f = np.asarray(feats1, np.float64)
+  a = (f - f.mean(0)) / np.sqrt(len(f) - 1)
+  m = a @ np.asarray(sigma2, np.float64) @ a.T
+  w = np.linalg.eigvalsh((m + m.T) / 2)
+  return float(np.sqrt(np.clip(w, 0, None)).sum())
+
+
 def fid(stats1: Any, stats2: Any) -> float:
-  """FID between two objects with ``mu`` and ``sigma`` (stats or files)."""
-  return fid_from_stats(stats1.mu, stats1.sigma, stats2.mu, stats2.sigma)
+  """FID between two objects with ``mu`` and ``sigma`` (stats or files).
+
+  When ``stats1`` keeps all its rows (``feats``, N <= D) the trace term
+  comes from them (`trace_sqrt_product_lowrank`; same value, faster).
+  """
+  feats = getattr(stats1, 'feats', None)
+  n = getattr(stats1, 'n', None)
+  if feats is None or n is None or not 2 <= len(feats) == n <= feats.shape[1]:
+    return fid_from_stats(stats1.mu, stats1.sigma, stats2.mu, stats2.sigma)
+  mu1, mu2 = np.asarray(stats1.mu, np.float64), np.asarray(stats2.mu,
+                                                           np.float64)
+  s1, s2 = np.asarray(stats1.sigma, np.float64), np.asarray(stats2.sigma,
+                                                            np.float64)
+  diff = mu1 - mu2
+  value = (diff @ diff + np.trace(s1) + np.trace(s2)
+           - 2 * trace_sqrt_product_lowrank(feats, s2))
+  return float(max(value, 0.0))
 
 
 def kid(feats1: np.ndarray, feats2: np.ndarray, n_subsets: int = 100,

@@ -38,6 +38,18 @@ def _teacher_img(module, frozen, z):
   return jax.lax.stop_gradient(img)
 
 
+def _frozen_logits(module, disc, s_img, t_img) -> dict[str, jax.Array]:
+  """Diagnostics of a frozen teacher D (train mode, as in the G loss): its
+  mean logit on the student's and on the teacher's images of the same z."""
+  apply_fn = adv_lib.train_apply(module)
+  out = {}
+  for name, img in (('student', s_img), ('teacher', t_img)):
+    (logit, *_), _ = apply_fn(disc.params, disc.batch_stats,
+                              jax.lax.stop_gradient(img))
+    out[f'dfrozen/{name}'] = jnp.mean(logit)
+  return out
+
+
 def train_step(state: common.State, batch, key, frozen, *, nets, txs, pruners,
                recipe: common.Recipe, adv: adv_lib.Adversarial, mi,
                rows: int):
@@ -71,6 +83,7 @@ def train_step(state: common.State, batch, key, frozen, *, nets, txs, pruners,
     metrics.update(prefix('d', m_d))
   elif recipe.adv > 0:
     disc = frozen['disc_state']
+    metrics.update(_frozen_logits(nets.disc, disc, s_img, t_img))
   mi_state, mi_aux = state.mi, None
   if mi is not None:
     mi_state, mi_aux, m_mi = mi.update(state.mi, t_img,
