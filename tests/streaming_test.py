@@ -169,11 +169,11 @@ if __name__ == '__main__':
 
 
 def test_two_processes_read_disjoint_shards_covering_the_split(tmp_path):
-  from multihost_test import _free_port, subprocess_env
+  from subprocess_runs import free_port, subprocess_env
   script = tmp_path / 'shard.py'
   script.write_text(_SHARD_SCRIPT)
-  env = subprocess_env(str(tmp_path / 'cache'), devices=1)
-  addr = f'127.0.0.1:{_free_port()}'
+  env = subprocess_env(devices=1)
+  addr = f'127.0.0.1:{free_port()}'
   procs = [subprocess.Popen(
       [sys.executable, str(script), addr, str(i), str(tmp_path / f'{i}.json')],
       cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
