@@ -84,7 +84,6 @@ def specs(tiny: bool) -> dict[str, dict]:
 
 def torch_worker() -> None:
   """Serves build/run requests (pickles on stdin, replies on stdout)."""
-  import numpy as np
   import torch
 
   sys.path.insert(0, ROOT)
