@@ -137,6 +137,10 @@ def base() -> ml_collections.ConfigDict:
   # classic lowering is the default here. Same bits on any device count
   # either way, but the two settings give different random streams.
   c.threefry_partitionable = False
+  # Activations and matmuls of the trained networks (gcjax.precision):
+  # 'float32' or 'bfloat16' (params, optimizer state, norm statistics and
+  # losses stay float32).
+  c.compute_dtype = 'float32'
   c.total_steps = 1000
   # > 0: leave after this many new steps (checkpointing first), as if
   # preempted; rerun the same command to continue (time-sliced schedulers).

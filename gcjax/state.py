@@ -11,6 +11,8 @@ import flax
 import jax
 import optax
 
+from gcjax import precision
+
 PyTree = Any
 
 
@@ -82,10 +84,11 @@ def apply_net(module, params: PyTree, batch_stats: PyTree, x, *,
   if batch_stats is not None:
     v['batch_stats'] = batch_stats
   if not train:
-    return module.apply(v, x, train=False), batch_stats
+    return precision.apply(module, v, x, train=False), batch_stats
   mutable = ['batch_stats'] if batch_stats is not None else []
   rngs = {'dropout': key} if key is not None else {}
-  out, upd = module.apply(v, x, train=True, rngs=rngs, mutable=mutable)
+  out, upd = precision.apply(module, v, x, train=True, rngs=rngs,
+                             mutable=mutable)
   return out, upd.get('batch_stats', batch_stats)
 
 

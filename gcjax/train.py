@@ -21,7 +21,7 @@ import tqdm
 
 from gcjax import checkpoint as ckpt_lib
 from gcjax import data as data_lib
-from gcjax import errors, sharding, teachers
+from gcjax import errors, precision, sharding, teachers
 from gcjax import evaluators as eval_lib
 from gcjax import export as export_lib
 from gcjax import methods as methods_lib
@@ -254,6 +254,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   teacher_first(config)
   jax.config.update('jax_threefry_partitionable',
                     bool(config.threefry_partitionable))
+  if config.compute_dtype not in precision.DTYPES:
+    raise errors.UserError(f'config.compute_dtype: expected one of '
+                           f'{precision.DTYPES}, got {config.compute_dtype!r}')
   is_main = jax.process_index() == 0
   os.makedirs(workdir, exist_ok=True)
 
@@ -303,8 +306,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
       f.write(config.to_json_best_effort(indent=2))
   nan_at = _nan_at_step(config)
 
-  step_fn = jax.jit(_guarded(method.train_step, config.guard.policy),
-                    donate_argnums=(0,), out_shardings=(state_sh, rep))
+  step = precision.traced_in(_guarded(method.train_step, config.guard.policy),
+                              config.compute_dtype)
+  step_fn = jax.jit(step, donate_argnums=(0,), out_shardings=(state_sh, rep))
   predict = {k: jax.jit(fn, out_shardings=rep)
              for k, fn in method.predict.items()}
 

@@ -70,3 +70,53 @@ def test_depthwise_matches_grouped_conv_params_values_and_grads(k):
 def test_depthwise_rejects_inputs_smaller_than_the_kernel():
   with pytest.raises(ValueError, match='smaller than the 3x3 kernel'):
     layers.DepthwiseConv(3).init(jax.random.key(0), jnp.ones((1, 2, 5, 4)))
+
+
+def _grads(fn, v, x):
+  """d/d(variables, x) of sum(sin(fn(v, x))), a non-trivial cotangent."""
+  return jax.grad(lambda v, x: jnp.sum(jnp.sin(fn(v, x))), argnums=(0, 1))(
+      v, x)
+
+
+def _assert_close(a, b, tol=1e-5):
+  """|a - b| <= tol * (1 + max|b|), leafwise."""
+  for u, w in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    scale = 1.0 + float(jnp.max(jnp.abs(w)))
+    np.testing.assert_allclose(u, w, rtol=0, atol=tol * scale)
+
+
+@pytest.mark.parametrize('k,pad', [(3, 1), (7, 3), (3, 0), (5, 0)])
+def test_conv_valid_equals_reflect_pad_then_valid_conv(k, pad):
+  """Padded conv + crop == (reflect pad ->) VALID conv: params, values, grads."""
+  import flax.linen as nn
+
+  class Fast(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      return layers.conv_valid(layers.reflect_pad(x, pad), 4, k, name='c')
+
+  class Plain(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      y = layers.reflect_pad(x, pad)
+      return nn.Conv(4, (k, k), padding='VALID', kernel_init=layers.CONV_INIT,
+                     name='c')(y)
+
+  x = jax.random.normal(jax.random.key(1), (2, 9, 11, 5))
+  v = Fast().init(jax.random.key(0), x)
+  # Same names, shapes and initial values as the plain nn.Conv.
+  jax.tree.map(np.testing.assert_array_equal, v,
+               Plain().init(jax.random.key(0), x))
+  v = jax.tree.map(lambda a: a + 0.3 * jax.random.normal(
+      jax.random.key(2), a.shape), v)
+  out, ref = Fast().apply(v, x), Plain().apply(v, x)
+  assert out.shape == ref.shape == (2, 9 + 2 * pad - k + 1,
+                                    11 + 2 * pad - k + 1, 4)
+  _assert_close(out, ref)
+  _assert_close(_grads(Fast().apply, v, x), _grads(Plain().apply, v, x))
+  # The accounting/export formulation is the plain conv itself.
+  with layers.dilated_transposed_convs():
+    jaxpr = jax.make_jaxpr(Fast().apply)(v, x)
+  conv = [e for e in jaxpr.eqns if e.primitive.name == 'conv_general_dilated']
+  assert len(conv) == 1
+  assert all(p == (0, 0) for p in conv[0].params['padding'])

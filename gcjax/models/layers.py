@@ -145,6 +145,37 @@ def conv(features: int, kernel: int, stride: int = 1, padding: int = 0,
                  kernel_init=CONV_INIT, name=name)
 
 
+def conv_valid(x: jax.Array, features: int, kernel: int,
+               use_bias: bool = True, name: str | None = None) -> jax.Array:
+  """PyTorch ``Conv2d(k)`` (stride 1, no padding) of ``x`` [B, H, W, C].
+
+  Computed as the conv with zero padding k // 2 whose k // 2-wide border is
+  cropped: the same values (each kept output reads only real pixels), but
+  XLA:CPU runs a VALID conv 3-25x slower than the padded one (3x3 256->256
+  on 64x64: 140 vs 31 ms; 7x7 64->3 on 262x262: 980 vs 36 ms; see
+  experiments/results/bench_shapes_cpu.md). The extra border costs
+  (H + k - 1)**2 / H**2 - 1 more MACs (6% for 3x3 at 64x64). Inside
+  :func:`dilated_transposed_convs` (MAC accounting, ONNX export) the plain
+  VALID conv is emitted. The parameters are those of ``conv(features,
+  kernel, name=name)``: one ``nn.Conv`` child named ``name``.
+
+  Args:
+    x: [B, H, W, C], H and W >= kernel.
+    features: output channels.
+    kernel: odd side of the square kernel.
+    use_bias: add a bias.
+    name: child module name.
+
+  Returns:
+    [B, H - kernel + 1, W - kernel + 1, features].
+  """
+  p = kernel // 2
+  if kernel % 2 == 0 or p == 0 or _DILATED.get():
+    return conv(features, kernel, use_bias=use_bias, name=name)(x)
+  y = conv(features, kernel, padding=p, use_bias=use_bias, name=name)(x)
+  return y[:, p:y.shape[1] - p, p:y.shape[2] - p]
+
+
 _DILATED = contextvars.ContextVar('gcjax_dilated_transpose', default=False)
 
 

@@ -27,10 +27,12 @@ class ResnetBlock(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     c = x.shape[-1]
     bias = layers.norm_uses_bias(self.norm)
-    h = layers.conv(c, 3, use_bias=bias, name='conv1')(layers.reflect_pad(x, 1))
+    h = layers.conv_valid(layers.reflect_pad(x, 1), c, 3, use_bias=bias,
+                          name='conv1')
     h = layers.norm(self.norm, h, train, name='norm1', affine=self.affine)
     h = layers.dropout(nn.relu(h), self.dropout, train)
-    h = layers.conv(c, 3, use_bias=bias, name='conv2')(layers.reflect_pad(h, 1))
+    h = layers.conv_valid(layers.reflect_pad(h, 1), c, 3, use_bias=bias,
+                          name='conv2')
     h = layers.norm(self.norm, h, train, name='norm2', affine=self.affine)
     return x + h
 
@@ -111,8 +113,8 @@ class ResnetGenerator(nn.Module):
                                  affine=self.affine))
 
     feats = {}
-    h = layers.conv(self.ngf, 7, use_bias=bias, name='stem_conv')(
-        layers.reflect_pad(x, 3))
+    h = layers.conv_valid(layers.reflect_pad(x, 3), self.ngf, 7,
+                          use_bias=bias, name='stem_conv')
     h = feats['stem'] = norm_relu(h, 'stem_norm')
     for i in range(2):
       h = layers.conv(self.ngf * 2**(i + 1), 3, 2, 1, use_bias=bias,
@@ -129,7 +131,8 @@ class ResnetGenerator(nn.Module):
       h = layers.conv_transpose(self.ngf * 2**(1 - i), 3, 2, 1, 1,
                                 use_bias=bias, name=f'up{i}_conv')(h)
       h = feats[f'up{i}'] = norm_relu(h, f'up{i}_norm')
-    h = layers.conv(self.out_ch, 7, name='out_conv')(layers.reflect_pad(h, 3))
+    h = layers.conv_valid(layers.reflect_pad(h, 3), self.out_ch, 7,
+                          name='out_conv')
     return nn.tanh(h), feats
 
 

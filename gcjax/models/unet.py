@@ -37,12 +37,12 @@ class BottleneckResBlock(nn.Module):
     h = layers.reflect_pad(x, 1)
     h = layers.conv(4 * c, 1, use_bias=bias, name='conv1')(h)
     h = nn.relu(layers.norm(self.norm, h, train, name='norm1'))
-    h = layers.conv(4 * c, 3, use_bias=bias, name='conv2')(h)
+    h = layers.conv_valid(h, 4 * c, 3, use_bias=bias, name='conv2')
     h = nn.relu(layers.norm(self.norm, h, train, name='norm2'))
     h = layers.conv(c, 1, use_bias=bias, name='conv3')(h)
     h = nn.relu(layers.norm(self.norm, h, train, name='norm3'))
-    h = layers.reflect_pad(h, 1)
-    h = layers.conv(c, 3, use_bias=bias, name='conv4')(h)
+    h = layers.conv_valid(layers.reflect_pad(h, 1), c, 3, use_bias=bias,
+                          name='conv4')
     h = layers.norm(self.norm, h, train, name='norm4')
     return x + h
 
