@@ -44,6 +44,11 @@ flags.DEFINE_integer('stage1_steps', 2000, 'Stage-1 steps.')
 flags.DEFINE_integer('stage2_steps', 2000, 'Stage-2 steps (both arms).')
 flags.DEFINE_integer('eval_limit', 1000, 'Test images for every metric.')
 flags.DEFINE_integer('fc_steps', 300, 'FC classifier steps.')
+flags.DEFINE_list('seeds', ['0'], 'Stage-2 seeds (config.seed and the '
+                  'batch order; the N training images and stage 1 stay). '
+                  'The first runs at every N, the others at --seed_ns.')
+flags.DEFINE_list('seed_ns', ['10'], 'The N at which the seeds after the '
+                  'first run too.')
 
 CONFIGS = {'i2i': kdit_i2i, 'x2i': kdit_x2i}
 COLS = (('mfid', 'mFID', 1), ('mkid', 'mKID x100', 100), ('rc', 'RC %', 1),
@@ -71,6 +76,27 @@ def _run(config, workdir: str) -> tuple[dict, float]:
     return json.load(f), wall
 
 
+def _seeds(n: int) -> list[int]:
+  seeds = [int(x) for x in FLAGS.seeds]
+  return seeds if str(n) in FLAGS.seed_ns else seeds[:1]
+
+
+def stage2_config(cfg, arm: str, n: int, seed: int, stage1: str):
+  """Stage 2 of one arm: from ``stage1``'s export or from scratch."""
+  opts = f'stage2,n={n}' if arm == 'distilled' else f'scratch,n={n}'
+  c = cfg.get_config(opts)
+  if arm == 'distilled':
+    c.student.init = f'run:{stage1}'
+  c.seed = c.data.seed = seed
+  c.total_steps = FLAGS.stage2_steps
+  c.ckpt_every = FLAGS.stage2_steps
+  for ev in c.evals.values():
+    if 'limit' in ev:
+      ev.limit = FLAGS.eval_limit
+  c.evals.class_acc.fc_steps = FLAGS.fc_steps
+  return c
+
+
 def chain() -> tuple[list[dict], dict]:
   """Runs every stage; returns (stage-2 rows, {run name: wall s})."""
   walls = {}
@@ -89,23 +115,16 @@ def chain() -> tuple[list[dict], dict]:
     c.total_steps = FLAGS.stage1_steps
     res1, walls[f'{student}_stage1'] = _run(c, s1)
     for n in (int(x) for x in FLAGS.ns):
-      for arm in ('distilled', 'scratch'):
-        opts = f'stage2,n={n}' if arm == 'distilled' else f'scratch,n={n}'
-        c = cfg.get_config(opts)
-        if arm == 'distilled':
-          c.student.init = f'run:{s1}'
-        c.total_steps = FLAGS.stage2_steps
-        c.ckpt_every = FLAGS.stage2_steps
-        for ev in c.evals.values():
-          if 'limit' in ev:
-            ev.limit = FLAGS.eval_limit
-        c.evals.class_acc.fc_steps = FLAGS.fc_steps
-        name = f'{student}_n{n}_{arm}'
-        workdir = os.path.join(FLAGS.workdir, name)
-        res, walls[name] = _run(c, workdir)
-        rows.append({'student': student, 'n': n, 'arm': arm,
-                     'workdir': workdir, 'stage1': res1.get('student', {}),
-                     **res['student']})
+      for seed in _seeds(n):
+        for arm in ('distilled', 'scratch'):
+          name = f'{student}_n{n}_{arm}' + (f'_s{seed}' if seed else '')
+          workdir = os.path.join(FLAGS.workdir, name)
+          res, walls[name] = _run(stage2_config(cfg, arm, n, seed, s1),
+                                  workdir)
+          rows.append({'student': student, 'n': n, 'arm': arm,
+                       'seed': seed, 'workdir': workdir,
+                       'stage1': res1.get('student', {}),
+                       **res['student']})
   return rows, walls
 
 

@@ -19,9 +19,9 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from gcjax import chain, errors, sharding
 from gcjax import checkpoint as ckpt_lib
 from gcjax import data as data_lib
-from gcjax import errors, sharding
 from gcjax import evaluators as eval_lib
 from gcjax import export as export_lib
 from gcjax import methods as methods_lib
@@ -198,7 +198,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains, evaluates and exports according to ``config``; returns results.
 
   Resumes from the latest checkpoint in ``workdir/checkpoints`` if present.
+  A config that names how to train its missing teacher (``teacher.train``,
+  ``gcjax.chain``) first trains it in ``workdir/teacher`` (or reuses it).
   """
+  config = chain.teacher_first(config, workdir, run)
   jax.config.update('jax_threefry_partitionable',
                     bool(config.threefry_partitionable))
   is_main = jax.process_index() == 0

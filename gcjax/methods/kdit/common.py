@@ -87,11 +87,10 @@ def load_teacher(config) -> tuple[Teacher, dict]:
   if not t.init and not t.random:
     raise errors.UserError(
         "config.teacher.init is empty: KDIT distils a trained style-based "
-        "teacher. Train one with `python -m gcjax.main "
-        "--config=configs/kdit_teacher.py --workdir=runs/kdit_teacher` and "
-        "pass --config.teacher.init=run:runs/kdit_teacher (python -m "
-        "experiments.kdit_report does both), or set teacher.random=True "
-        "(tests)")
+        "teacher. Give one (--config.teacher.init=run:<a "
+        "configs/kdit_teacher.py workdir>), or let the run train it first "
+        "(--config.teacher.train=configs/kdit_teacher.py, the default "
+        "preset's), or set teacher.random=True (tests)")
   if not t.init:
     gen = stylegan.StyleGenerator(
         z_dim=t.z_dim, w_dim=t.w_dim, map_layers=t.map_layers,
