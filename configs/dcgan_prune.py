@@ -97,7 +97,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'disc_init': '',
       'd': 32, 'nz': 100, 'resolution': 32, 'channels': 1,
       # Trained into init's workdir first when that run has no export
-      # (gcjax.train.teacher_first); None: never.
+      # (gcjax.chain); None: never.
       'train': teacher_cfg.get_config()})
   # A warm start to prune instead of the teacher (e.g. run:<kd workdir>).
   c.student = ml_collections.ConfigDict({'init': ''})

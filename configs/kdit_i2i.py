@@ -3,9 +3,9 @@ distils a style-based teacher without data, stage 2 fine-tunes it on N
 Fashion-MNIST images per class (method kdit, student i2i).
 
 Run (python -m experiments.kdit_report chains all of it):
-  python -m gcjax.main --config=configs/kdit_teacher.py --workdir=runs/t
-  python -m gcjax.main --config=configs/kdit_i2i.py --workdir=runs/s1 \\
-      --config.teacher.init=run:runs/t                       # stage 1
+  python -m gcjax.main --config=configs/kdit_i2i.py --workdir=runs/s1
+      # stage 1; trains configs/kdit_teacher.py into runs/s1/teacher first
+      # (reused when there); or give one: --config.teacher.init=run:runs/t
   python -m gcjax.main --config=configs/kdit_i2i.py:stage2,n=10 \\
       --workdir=runs/s2 --config.student.init=run:runs/s1    # stage 2
   python -m gcjax.main --config=configs/kdit_i2i.py:scratch,n=10  # baseline
@@ -19,7 +19,8 @@ Options (compose: ``:smoke,stage2``, ``:scratch,n=50,guide=latent``):
   guide: reference (E_R on a reference image) or latent (mapping net).
 
 Presets:
-  default: teacher from ``teacher.init`` (required: a kdit_teacher run),
+  default: teacher from ``teacher.init``; empty: a ``teacher.train``
+    (configs/kdit_teacher.py) run trained first in <workdir>/teacher,
     student width 16 (content 8x8x32, style 32), batch 16, Adam (0, 0.99)
     lr 1e-4 for G and D (the paper's betas), gamma = tau = alpha = beta =
     0.1 and lambda_adv = lambda_kdl = 1 (Eqs. 1-5), mixing cutoff 4
@@ -60,8 +61,11 @@ def kdit_base(student: str) -> ml_collections.ConfigDict:
   c.teacher = ml_collections.ConfigDict({
       # run:<kdit_teacher workdir> (its generator; its disc is found next
       # to it unless disc_init names one). random: a random teacher of the
-      # fields below (smoke runs and tests).
+      # fields below (smoke runs and tests). train: with init empty, the
+      # config trained first into <workdir>/teacher (gcjax.chain; reused
+      # when there), train_steps > 0 overriding its total_steps.
       'init': '', 'disc_init': '', 'random': False,
+      'train': 'configs/kdit_teacher.py', 'train_steps': 0,
       'z_dim': 64, 'w_dim': 128, 'map_layers': 4, 'ch_base': 512,
       'ch_max': 32, 'resolution': 32, 'channels': 1})
   c.student = ml_collections.ConfigDict({
@@ -136,6 +140,7 @@ def apply_options(c, arg, preset: str) -> None:
       c.evals.cost.update(latency_batch=2, latency_iters=2)
     return
   c.kdit.stage = 2
+  c.teacher.train = ''                         # stage 2 has no teacher
   res = c.teacher.resolution
   c.data = fashion(arg.n, 8 if smoke else 16, res, 16 if smoke else 1000)
   c.evals = stage2_evals(0, 5 if smoke else 300, smoke)

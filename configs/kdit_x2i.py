@@ -5,8 +5,9 @@ stage 2 fine-tunes it with the class label as the condition (method kdit,
 student x2i).
 
 Run (python -m experiments.kdit_report chains all of it):
-  python -m gcjax.main --config=configs/kdit_x2i.py --workdir=runs/x1 \\
-      --config.teacher.init=run:runs/t                       # stage 1
+  python -m gcjax.main --config=configs/kdit_x2i.py --workdir=runs/x1
+      # stage 1; trains configs/kdit_teacher.py into runs/x1/teacher first
+      # (reused when there); or give one: --config.teacher.init=run:runs/t
   python -m gcjax.main --config=configs/kdit_x2i.py:stage2,n=10 \\
       --workdir=runs/x2 --config.student.init=run:runs/x1    # stage 2
   python -m gcjax.main --config=configs/kdit_x2i.py:scratch,n=10  # baseline

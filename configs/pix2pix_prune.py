@@ -44,7 +44,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
       'disc_init': '',
       'ngf': 32, 'norm': 'batch', 'dropout': 0.5, 'n_res': 0,
       # Trained into init's workdir first when that run has no export
-      # (gcjax.train.teacher_first); None: never.
+      # (gcjax.chain); None: never.
       'train': pix2pix_gan.get_config()})
   c.student = ml_collections.ConfigDict({'init': ''})
   c.disc = ml_collections.ConfigDict({'ndf': 32, 'n_layers': 2,

@@ -44,6 +44,14 @@ flags.DEFINE_integer('stage1_steps', 2000, 'Stage-1 steps.')
 flags.DEFINE_integer('stage2_steps', 2000, 'Stage-2 steps (both arms).')
 flags.DEFINE_integer('eval_limit', 1000, 'Test images for every metric.')
 flags.DEFINE_integer('fc_steps', 300, 'FC classifier steps.')
+flags.DEFINE_list('seeds', ['0'], 'Stage-2 seeds (config.seed and the '
+                  'batch order; the N training images and stage 1 stay). '
+                  'The first runs at every N, the others at --seed_ns.')
+flags.DEFINE_list('seed_ns', ['10'], 'The N at which the seeds after the '
+                  'first run too.')
+flags.DEFINE_bool('only_existing', False, 'Run nothing: report the stage-2 '
+                  'runs that have finished (a results.json) and skip the '
+                  'others.')
 
 CONFIGS = {'i2i': kdit_i2i, 'x2i': kdit_x2i}
 COLS = (('mfid', 'mFID', 1), ('mkid', 'mKID x100', 100), ('rc', 'RC %', 1),
@@ -71,6 +79,33 @@ def _run(config, workdir: str) -> tuple[dict, float]:
     return json.load(f), wall
 
 
+def _eval_rows(workdir: str) -> int:
+  """The test images the run's class_fid scored (its own config)."""
+  with open(os.path.join(workdir, 'config.json')) as f:
+    return int(json.load(f)['evals']['class_fid']['limit'])
+
+
+def _seeds(n: int) -> list[int]:
+  seeds = [int(x) for x in FLAGS.seeds]
+  return seeds if str(n) in FLAGS.seed_ns else seeds[:1]
+
+
+def stage2_config(cfg, arm: str, n: int, seed: int, stage1: str):
+  """Stage 2 of one arm: from ``stage1``'s export or from scratch."""
+  opts = f'stage2,n={n}' if arm == 'distilled' else f'scratch,n={n}'
+  c = cfg.get_config(opts)
+  if arm == 'distilled':
+    c.student.init = f'run:{stage1}'
+  c.seed = c.data.seed = seed
+  c.total_steps = FLAGS.stage2_steps
+  c.ckpt_every = FLAGS.stage2_steps
+  for ev in c.evals.values():
+    if 'limit' in ev:
+      ev.limit = FLAGS.eval_limit
+  c.evals.class_acc.fc_steps = FLAGS.fc_steps
+  return c
+
+
 def chain() -> tuple[list[dict], dict]:
   """Runs every stage; returns (stage-2 rows, {run name: wall s})."""
   walls = {}
@@ -89,23 +124,20 @@ def chain() -> tuple[list[dict], dict]:
     c.total_steps = FLAGS.stage1_steps
     res1, walls[f'{student}_stage1'] = _run(c, s1)
     for n in (int(x) for x in FLAGS.ns):
-      for arm in ('distilled', 'scratch'):
-        opts = f'stage2,n={n}' if arm == 'distilled' else f'scratch,n={n}'
-        c = cfg.get_config(opts)
-        if arm == 'distilled':
-          c.student.init = f'run:{s1}'
-        c.total_steps = FLAGS.stage2_steps
-        c.ckpt_every = FLAGS.stage2_steps
-        for ev in c.evals.values():
-          if 'limit' in ev:
-            ev.limit = FLAGS.eval_limit
-        c.evals.class_acc.fc_steps = FLAGS.fc_steps
-        name = f'{student}_n{n}_{arm}'
-        workdir = os.path.join(FLAGS.workdir, name)
-        res, walls[name] = _run(c, workdir)
-        rows.append({'student': student, 'n': n, 'arm': arm,
-                     'workdir': workdir, 'stage1': res1.get('student', {}),
-                     **res['student']})
+      for seed in _seeds(n):
+        for arm in ('distilled', 'scratch'):
+          name = f'{student}_n{n}_{arm}' + (f'_s{seed}' if seed else '')
+          workdir = os.path.join(FLAGS.workdir, name)
+          if FLAGS.only_existing and not os.path.exists(
+              os.path.join(workdir, 'results.json')):
+            continue
+          res, walls[name] = _run(stage2_config(cfg, arm, n, seed, s1),
+                                  workdir)
+          rows.append({'student': student, 'n': n, 'arm': arm,
+                       'seed': seed, 'workdir': workdir,
+                       'eval_rows': _eval_rows(workdir),
+                       'stage1': res1.get('student', {}),
+                       **res['student']})
   return rows, walls
 
 
@@ -150,9 +182,10 @@ def _save_png(array: np.ndarray, path: str, scale: int = 2) -> None:
 
 
 def bar_plot(rows: list[dict], path: str) -> None:
-  """mFID per (student, N): distilled (blue) next to scratch (orange)."""
+  """mFID per (student, N, seed): distilled (blue) next to scratch
+  (orange)."""
   from PIL import Image, ImageDraw
-  groups = sorted({(r['student'], r['n']) for r in rows})
+  groups = sorted({(r['student'], r['n'], r.get('seed', 0)) for r in rows})
   top = max(r.get('mfid', 0.0) for r in rows) * 1.1 or 1.0
   w, h, pad = 120 * len(groups) + 60, 320, 40
   im = Image.new('RGB', (w, h), 'white')
@@ -160,18 +193,19 @@ def bar_plot(rows: list[dict], path: str) -> None:
   d.line([(pad, h - pad), (w - 10, h - pad)], fill='black')
   d.text((5, 5), f'mFID (lower is better), axis top {top:.0f}', fill='black')
   colors = {'distilled': (31, 119, 180), 'scratch': (255, 127, 14)}
-  for i, (student, n) in enumerate(groups):
+  for i, (student, n, seed) in enumerate(groups):
     x0 = pad + 20 + 120 * i
     for j, arm in enumerate(('distilled', 'scratch')):
-      r = next((r for r in rows if (r['student'], r['n'], r['arm'])
-                == (student, n, arm)), None)
+      r = next((r for r in rows if (r['student'], r['n'], r.get('seed', 0),
+                                    r['arm']) == (student, n, seed, arm)),
+               None)
       if r is None or 'mfid' not in r:
         continue
       bh = (h - 2 * pad) * r['mfid'] / top
       x = x0 + 40 * j
       d.rectangle([x, h - pad - bh, x + 34, h - pad], fill=colors[arm])
       d.text((x, h - pad - bh - 12), f"{r['mfid']:.0f}", fill='black')
-    d.text((x0, h - pad + 6), f'{student} N={n}', fill='black')
+    d.text((x0, h - pad + 6), f'{student} N={n} s{seed}', fill='black')
   d.text((w - 170, 20), 'blue: distilled', fill=colors['distilled'])
   d.text((w - 170, 34), 'orange: scratch', fill=colors['scratch'])
   im.save(path)
@@ -179,6 +213,28 @@ def bar_plot(rows: list[dict], path: str) -> None:
 
 def _fmt(v, scale=1):
   return '' if v is None else f'{v * scale:.3g}'
+
+
+def verdict(student: str, rows: list[dict]) -> str:
+  """One line: distilled vs scratch mFID at N=10, per seed and overall."""
+  pairs = []
+  for seed in sorted({r.get('seed', 0) for r in rows}):
+    by = {r['arm']: r for r in rows if r.get('seed', 0) == seed}
+    if 'mfid' in by.get('distilled', {}) and 'mfid' in by.get('scratch', {}):
+      pairs.append((seed, by['distilled'], by['scratch']))
+  if not pairs:
+    return f'- **{student}**: no finished distilled/scratch pair at N=10.'
+  gaps = [s['mfid'] - d['mfid'] for _, d, s in pairs]
+  wins = sum(g > 0 for g in gaps)
+  per_seed = '; '.join(
+      f"seed {seed} ({d.get('eval_rows', '?')} eval rows): distilled "
+      f"{d['mfid']:.1f} vs scratch {s['mfid']:.1f} (RC {_fmt(d.get('rc'))} "
+      f"vs {_fmt(s.get('rc'))}, FC {_fmt(d.get('fc'))} vs "
+      f"{_fmt(s.get('fc'))})" for seed, d, s in pairs)
+  return (f"- **{student}, 10 images per class**: distillation beat "
+          f"from-scratch training on mFID in {wins} of {len(pairs)} seed(s); "
+          f"mFID gap (scratch - distilled) mean {np.mean(gaps):.1f}, range "
+          f"{min(gaps):.1f} to {max(gaps):.1f}. {per_seed}.")
 
 
 def markdown(rows, walls, plot_name, grids) -> str:
@@ -196,28 +252,21 @@ def markdown(rows, walls, plot_name, grids) -> str:
       f'generated images), FC (a classifier trained {FLAGS.fc_steps} steps '
       'on the generated images, tested on real ones), LPIPS (AlexNet) '
       'between two outputs of one class (two references / two noises).',
-      '', '| student | N | arm | ' + ' | '.join(c[1] for c in COLS)
-      + ' | stage-1 agree PSNR |', '|' + '---|' * (len(COLS) + 4)]
+      'Each run\'s own number of scored test images is in the column '
+      '"eval rows" (mFID is only comparable at equal eval rows).',
+      '', '| student | N | seed | eval rows | arm | '
+      + ' | '.join(c[1] for c in COLS)
+      + ' | stage-1 agree PSNR |', '|' + '---|' * (len(COLS) + 6)]
   for r in rows:
-    lines.append(f"| {r['student']} | {r['n']} | {r['arm']} | " + ' | '.join(
+    lines.append(f"| {r['student']} | {r['n']} | {r.get('seed', 0)} | "
+                 f"{r.get('eval_rows', '')} | {r['arm']} | " + ' | '.join(
         _fmt(r.get(k), s) for k, _, s in COLS) + ' | '
         + (_fmt(r['stage1'].get('agree_psnr')) if r['arm'] == 'distilled'
            else '') + ' |')
   lines += ['', f'![mFID]({plot_name})', '']
-  verdicts = []
-  for student in sorted({r['student'] for r in rows}):
-    by = {r['arm']: r for r in rows if r['student'] == student
-          and r['n'] == 10}
-    if 'mfid' in by.get('distilled', {}) and 'mfid' in by.get('scratch', {}):
-      dd, ss = by['distilled']['mfid'], by['scratch']['mfid']
-      verdicts.append(
-          f"- **{student}, 10 images per class**: distilled mFID {dd:.1f} vs "
-          f"scratch {ss:.1f}: distillation "
-          f"{'beat' if dd < ss else 'did not beat'} from-scratch training "
-          f"(RC {_fmt(by['distilled'].get('rc'))} vs "
-          f"{_fmt(by['scratch'].get('rc'))}, FC "
-          f"{_fmt(by['distilled'].get('fc'))} vs "
-          f"{_fmt(by['scratch'].get('fc'))}).")
+  verdicts = [verdict(student, [r for r in rows if r['student'] == student
+                                 and r['n'] == 10])
+              for student in sorted({r['student'] for r in rows})]
   lines += ['## Verdict at N = 10', '', *verdicts, '',
             '## Per-class samples (row = class 0..9)', '']
   for name, png in grids:
@@ -241,7 +290,7 @@ def main(argv) -> None:
   bar_plot(rows, os.path.join(out_dir, plot_name))
   grids = []
   for r in rows:
-    if r['n'] != 10:
+    if r['n'] != 10 or r.get('seed', 0):
       continue
     png = f"{stem}_{r['student']}_n10_{r['arm']}.png"
     _save_png(sample_grid(r['workdir'], r['student']),

@@ -19,9 +19,9 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from gcjax import chain, errors, precision, sharding
 from gcjax import checkpoint as ckpt_lib
 from gcjax import data as data_lib
-from gcjax import errors, precision, sharding, teachers
 from gcjax import evaluators as eval_lib
 from gcjax import export as export_lib
 from gcjax import methods as methods_lib
@@ -218,40 +218,14 @@ def _batches(batcher, start: int, wait: dict[str, float]):
     source.close()
 
 
-def teacher_first(config: ml_collections.ConfigDict) -> str:
-  """Trains the teacher a config asks for when it does not exist yet.
-
-  When ``config.teacher.train`` is an experiment config and
-  ``config.teacher.init`` is ``run:<workdir>[:<net>]`` whose run has no
-  export, that config is run in ``<workdir>`` first (so a method that needs
-  a trained teacher runs from a fresh clone; a later run reuses it, and an
-  interrupted one resumes). Returns the workdir it trained, else ''.
-  """
-  section = config.get('teacher')
-  if section is None or not section.get('train'):
-    return ''
-  spec = section.get('init', '')
-  if not spec.startswith('run:'):
-    return ''
-  path = spec[len('run:'):]
-  if ':' in path and not os.path.exists(path):
-    path = path.rpartition(':')[0]
-  if any(os.path.isfile(os.path.join(d, teachers.CARD))
-         for d in (os.path.join(path, 'export'), path)):
-    return ''
-  print(f'gcjax: no teacher at {path!r}: training config.teacher.train '
-        'there first', file=sys.stderr)
-  run(section.train, path)
-  return path
-
-
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Trains, evaluates and exports according to ``config``; returns results.
 
   Resumes from the latest checkpoint in ``workdir/checkpoints`` if present.
-  A missing teacher is trained first (`teacher_first`).
+  A config that names how to train its missing teacher (``teacher.train``,
+  ``gcjax.chain``) first trains it in ``workdir/teacher`` (or reuses it).
   """
-  teacher_first(config)
+  config = chain.teacher_first(config, workdir, run)
   jax.config.update('jax_threefry_partitionable',
                     bool(config.threefry_partitionable))
   if config.compute_dtype not in precision.DTYPES:

@@ -1,6 +1,7 @@
 """KDIT end to end: stage-1 smoke runs with no dataset loaded, stage-2
-smoke starts from the stage-1 smoke's export, and stage 2 without an init
-is refused unless it is the from-scratch baseline."""
+smoke starts from the stage-1 smoke's export, stage 2 without an init is
+refused unless it is the from-scratch baseline, and a stage 1 without a
+teacher trains one first (``teacher.train``, ``gcjax.chain``)."""
 
 import importlib
 import json
@@ -10,7 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from gcjax import errors, methods, teachers, train
+from configs import kdit_teacher
+from gcjax import chain, errors, methods, teachers, train
 
 
 def _config(student, arg):
@@ -64,6 +66,52 @@ def test_stage2_without_init_is_refused_unless_scratch(tmp_path):
     train.run(c, str(tmp_path / 'a'))
   assert _config('i2i', 'smoke,scratch').kdit.from_scratch
   c = _config('x2i', 'smoke')
-  c.teacher.random = False
+  c.teacher.update(random=False, train='')
   with pytest.raises(errors.UserError, match='configs/kdit_teacher.py'):
     train.run(c, str(tmp_path / 'b'))
+
+
+@pytest.mark.parametrize('student', ['i2i', 'x2i'])
+def test_default_preset_trains_the_teacher_first_once(student, tmp_path):
+  c = _config(student, '')
+  assert not c.teacher.init and c.teacher.train == 'configs/kdit_teacher.py'
+  assert not chain.needs_teacher(_config(student, 'stage2'))
+  calls = []
+
+  def fake_run(config, workdir):
+    calls.append((config, workdir))
+    os.makedirs(os.path.join(workdir, 'export'))
+    open(os.path.join(workdir, 'export', 'card.json'), 'w').close()
+
+  w = str(tmp_path / 's1')
+  got = chain.teacher_first(c, w, fake_run)
+  (tc, tw), = calls
+  assert tw == os.path.join(w, 'teacher')
+  assert tc.to_dict() == kdit_teacher.get_config().to_dict()
+  assert got.teacher.init == f'run:{tw}' and not c.teacher.init
+  # A finished teacher is reused; train_steps shortens a new one.
+  assert chain.teacher_first(c, w, fake_run).teacher.init == f'run:{tw}'
+  assert len(calls) == 1
+  c.teacher.train_steps = 7
+  chain.teacher_first(c, str(tmp_path / 'other'), fake_run)
+  assert calls[-1][0].total_steps == 7
+
+
+def test_stage1_smoke_with_a_teacher_trained_first(tmp_path):
+  c = _config('x2i', 'smoke')
+  c.teacher.update(random=False, train='configs/kdit_teacher.py:smoke')
+  c.lock()
+  w = str(tmp_path / 's1')
+  res = train.run(c, w)
+  assert np.isfinite(res['student']['agree_psnr'])
+  t = os.path.join(w, 'teacher')
+  with open(os.path.join(t, 'export', 'card.json')) as f:
+    assert sorted(json.load(f)['networks']) == ['disc', 'generator']
+  with open(os.path.join(w, 'config.json')) as f:
+    assert json.load(f)['teacher']['init'] == f'run:{t}'
+  # Stage 1 used that teacher: its semantic encoder starts from the
+  # teacher's D and moved by at most 3 Adam steps of lr 1e-4.
+  _, dv = teachers.load(f'run:{t}:disc')
+  _, sv = teachers.load(f'run:{w}:semantic_encoder')
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-3),
+               sv, dv)

@@ -9,7 +9,6 @@ import pytest
 
 from configs import kdit_i2i, kdit_x2i
 from gcjax.methods.kdit import common
-from gcjax.methods.kdit import i2i as i2i_lib
 from gcjax.methods.kdit import x2i as x2i_lib
 from gcjax.models import kdit as models
 from gcjax.models import stylegan
@@ -134,7 +133,7 @@ def test_i2i_stage1_loss_is_the_weighted_sum_of_its_terms():
   np.testing.assert_allclose(m['g/kdl'], kdl, rtol=1e-5)
   np.testing.assert_allclose(m['g/loss'], 0.5 * m['g/adv'] + 2.0 * kdl,
                              rtol=1e-5)
-  assert i2i_lib.sibling('run:w', 'disc') == 'run:w:disc'
+  assert common.sibling('run:w', 'disc') == 'run:w:disc'
 
 
 def test_x2i_stage1_loss_is_the_weighted_sum_of_its_terms():
@@ -146,3 +145,27 @@ def test_x2i_stage1_loss_is_the_weighted_sum_of_its_terms():
       m['g/loss'], 0.5 * m['g/adv'] + 2.0 * (m['g/kdl_x'] + m['g/kdl_y'])
       + 0.3 * m['g/srl'], rtol=1e-5)
   assert x2i_lib.FIRST == 'res4'
+
+
+def test_labelled_rows_keep_each_prediction_with_its_class():
+  from gcjax.evaluators import common as ev_common
+
+  class Ctx:
+    def stream(self, preds, limit, seed):
+      assert (limit, seed) == (5, 9)
+      for i in range(2):
+        rows = np.arange(3) + 3 * i
+        yield ({'img': rows[:, None] * 1.0, 'label': rows % 2,
+                'tgt_label': (rows + 1) % 3},
+               {p: rows[:, None] * 10.0 + k for k, p in enumerate(preds)})
+
+  got = ev_common.labelled_rows(Ctx(), ('a', 'b'), 5, 9, target='img',
+                                label='label', pred_label='tgt_label',
+                                transform=lambda x: np.asarray(x) * 2)
+  rows = np.arange(6)
+  np.testing.assert_array_equal(got.real[:, 0], rows * 2.0)
+  np.testing.assert_array_equal(got.real_label, rows % 2)
+  for k, name in enumerate(('a', 'b')):
+    img, y = got.fake[name]
+    np.testing.assert_array_equal(img[:, 0], (rows * 10.0 + k) * 2)
+    np.testing.assert_array_equal(y, (rows + 1) % 3)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from gcjax import errors
 from gcjax.evaluators import common
 
 
@@ -42,11 +41,8 @@ class Evaluator:
                label='label', pred_label='tgt_label', limit: int = 0,
                fc_steps: int = 300, fc_seed: int = 0):
     self.pred = common.check_pred(pred, names)
-    for key, value in (('target', target), ('label', label),
-                       ('pred_label', pred_label)):
-      if value not in names.batch:
-        raise errors.UserError(f'{key} {value!r} is not a batch key; the '
-                               f'batch has {list(names.batch)}')
+    common.check_batch_keys(names, target=target, label=label,
+                            pred_label=pred_label)
     self.target, self.label, self.pred_label = target, label, pred_label
     self.limit = limit
     self.fc_steps = fc_steps
@@ -57,22 +53,16 @@ class Evaluator:
     from gcjax.metrics import classifier
     logits_fn = classifier.classifier_logits_fn(
         metric_weights.load_fashion_classifier().variables)
-    real, real_y = [], []
-    fake = {name: ([], []) for name in self.pred}
-    for batch, preds in ctx.stream(self.pred, self.limit, seed):
-      real.append(np.asarray(batch[self.target]))
-      real_y.append(np.asarray(batch[self.label]))
-      for name in self.pred:
-        fake[name][0].append(np.asarray(preds[name]))
-        fake[name][1].append(np.asarray(batch[self.pred_label]))
-    real, real_y = np.concatenate(real), np.concatenate(real_y)
+    rows = common.labelled_rows(ctx, self.pred, self.limit, seed,
+                                target=self.target, label=self.label,
+                                pred_label=self.pred_label)
     res = {}
-    for name, (f, y) in fake.items():
-      f, y = np.concatenate(f), np.concatenate(y).astype(np.int32)
+    for name, (f, y) in rows.fake.items():
+      y = y.astype(np.int32)
       fc_vars = make_classifier.train_classifier(
           to_uint8_28(f), y, self.fc_steps, self.fc_seed,
           batch_size=min(128, len(f)))
       fc_fn = classifier.classifier_logits_fn(fc_vars)
       res[name] = {'rc': accuracy(logits_fn, f, y),
-                   'fc': accuracy(fc_fn, real, real_y)}
+                   'fc': accuracy(fc_fn, rows.real, rows.real_label)}
     return res

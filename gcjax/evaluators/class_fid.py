@@ -27,11 +27,8 @@ class Evaluator:
                limit: int = 0, kid_subsets: int = 10,
                kid_subset_size: int = 100):
     self.pred = common.check_pred(pred, names)
-    for key, value in (('target', target), ('label', label),
-                       ('pred_label', pred_label)):
-      if value not in names.batch:
-        raise errors.UserError(f'{key} {value!r} is not a batch key; the '
-                               f'batch has {list(names.batch)}')
+    common.check_batch_keys(names, target=target, label=label,
+                            pred_label=pred_label)
     self.target, self.label, self.pred_label = target, label, pred_label
     self.batch_size = batch_size
     self.limit = limit
@@ -47,19 +44,14 @@ class Evaluator:
     def features(x):
       return np.concatenate(list(fid.extract_features(fn, [x], batch_size)))
 
-    real, real_y = [], []
-    fake = {name: ([], []) for name in self.pred}
-    for batch, preds in ctx.stream(self.pred, self.limit, seed):
-      real.append(features(batch[self.target]))
-      real_y.append(np.asarray(batch[self.label]))
-      for name in self.pred:
-        fake[name][0].append(features(preds[name]))
-        fake[name][1].append(np.asarray(batch[self.pred_label]))
-    real, real_y = np.concatenate(real), np.concatenate(real_y)
+    rows = common.labelled_rows(ctx, self.pred, self.limit, seed,
+                                target=self.target, label=self.label,
+                                pred_label=self.pred_label,
+                                transform=features)
     res = {}
-    for name, (f, y) in fake.items():
-      res[name] = per_class(np.concatenate(f), np.concatenate(y), real,
-                            real_y, self.kid_subsets, self.kid_subset_size)
+    for name, (f, y) in rows.fake.items():
+      res[name] = per_class(f, y, rows.real, rows.real_label,
+                            self.kid_subsets, self.kid_subset_size)
     return res
 
 

@@ -147,3 +147,39 @@ class Sums:
   def means(self) -> dict[str, dict[str, float]]:
     return {m: {k: v / self.count for k, v in s.items()}
             for m, s in self.sums.items()}
+
+
+def check_batch_keys(names: Names, **keys: str) -> None:
+  """Each ``keys`` value must be a batch key; the error names the field."""
+  for key, value in keys.items():
+    if value not in names.batch:
+      raise errors.UserError(f'{key} {value!r} is not a batch key; the '
+                             f'batch has {list(names.batch)}')
+
+
+class Labelled(NamedTuple):
+  """One pass over the split for class-conditional scores: real rows and
+  their classes, and per predict name its rows and the classes they were
+  generated for."""
+  real: np.ndarray
+  real_label: np.ndarray
+  fake: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def labelled_rows(ctx: Context, preds: Sequence[str], limit: int, seed: int,
+                  *, target: str, label: str, pred_label: str,
+                  transform: Callable = np.asarray) -> Labelled:
+  """Streams the split once; ``transform`` maps each batch of images (real
+  first, then each prediction) before it is kept (e.g. to features)."""
+  real, real_y = [], []
+  fake = {name: ([], []) for name in preds}
+  for batch, out in ctx.stream(preds, limit, seed):
+    real.append(transform(batch[target]))
+    real_y.append(np.asarray(batch[label]))
+    for name in preds:
+      fake[name][0].append(transform(out[name]))
+      fake[name][1].append(np.asarray(batch[pred_label]))
+  return Labelled(
+      np.concatenate(real), np.concatenate(real_y),
+      {name: (np.concatenate(f), np.concatenate(y))
+       for name, (f, y) in fake.items()})

@@ -18,11 +18,19 @@ import numpy as np
 import optax
 
 from gcjax import errors, teachers
-from gcjax.methods.base import NetState, apply_gradients, global_norm
+from gcjax.methods.base import (
+  NetState,
+  apply_gradients,
+  global_norm,
+  make_adam,
+  prefix,
+  require_data,
+)
 from gcjax.models import kdit as models
 from gcjax.models import stylegan
 from gcjax.objectives import adversarial
 from gcjax.objectives import kdit as losses
+from gcjax.recipes import triplets
 
 PyTree = Any
 GUIDES = ('reference', 'latent')
@@ -87,11 +95,10 @@ def load_teacher(config) -> tuple[Teacher, dict]:
   if not t.init and not t.random:
     raise errors.UserError(
         "config.teacher.init is empty: KDIT distils a trained style-based "
-        "teacher. Train one with `python -m gcjax.main "
-        "--config=configs/kdit_teacher.py --workdir=runs/kdit_teacher` and "
-        "pass --config.teacher.init=run:runs/kdit_teacher (python -m "
-        "experiments.kdit_report does both), or set teacher.random=True "
-        "(tests)")
+        "teacher. Give one (--config.teacher.init=run:<a "
+        "configs/kdit_teacher.py workdir>), or let the run train it first "
+        "(--config.teacher.train=configs/kdit_teacher.py, the default "
+        "preset's), or set teacher.random=True (tests)")
   if not t.init:
     gen = stylegan.StyleGenerator(
         z_dim=t.z_dim, w_dim=t.w_dim, map_layers=t.map_layers,
@@ -201,6 +208,116 @@ def joint_update(nets: dict, txs: dict, vjp, out, out_loss):
   grads, = vjp(d_out)
   new = {k: apply_gradients(nets[k], grads[k], txs[k]) for k in nets}
   return new, {**m, 'loss': loss, 'grad_norm': global_norm(grads)}
+
+
+def optimizers(config) -> tuple[optax.GradientTransformation,
+                                 optax.GradientTransformation]:
+  """(tx_g, tx_d) from ``config.optim``: G's for every student network."""
+  return (make_adam(**config.optim.g, total_steps=config.total_steps),
+          make_adam(**config.optim.d, total_steps=config.total_steps))
+
+
+def clip(x: jax.Array) -> jax.Array:
+  return jnp.clip(x, -1.0, 1.0)
+
+
+def stage1_triplets(key, state_step, teacher: Teacher, frozen,
+                    st: Settings, rows: int, num_classes: int,
+                    extra_keys: int = 0):
+  """What a stage-1 step starts from: (triplets, z2, random labels, keys).
+
+  ``key`` is folded with the step and split into ``2 + extra_keys``: the
+  first draws z1, z2, the second the labels; the rest are returned.
+  """
+  keys = jax.random.split(jax.random.fold_in(key, state_step),
+                          2 + extra_keys)
+  z1, z2 = triplets.latents(keys[0], rows, teacher.gen.z_dim)
+  tr = triplets.make(teacher.gen, frozen['g'], teacher.disc, frozen['d'],
+                     z1, z2, st.cutoff)
+  return tr, z2, random_labels(keys[1], rows, num_classes), tuple(keys[2:])
+
+
+def stage2_inputs(batch, key, state_step, z_dim: int):
+  """(images, labels, latents [B, z_dim]) of a stage-2 step; the latents
+  from ``key`` folded with the step."""
+  x = batch['img']
+  z = jax.random.normal(jax.random.fold_in(key, state_step),
+                        (x.shape[0], z_dim))
+  return x, batch['label'], z
+
+
+def update_step(state, nets_in: dict, fwd, tx_g, disc_update, out_loss):
+  """One KDIT step after the inputs: D, then every student network.
+
+  ``fwd({name: params}) -> out`` runs the student networks ``nets_in``
+  (name -> NetState); ``disc_update(out) -> (disc, metrics)`` updates D
+  on the (stop-gradient) output; ``out_loss(out, disc) -> (loss,
+  metrics)`` is the students' loss against the updated D. Returns the new
+  state (step + 1) and the ``g/``, ``d/`` metrics.
+  """
+  out, vjp = jax.vjp(fwd, {k: v.params for k, v in nets_in.items()})
+  disc, m_d = disc_update(out)
+  new, m_g = joint_update(nets_in, dict.fromkeys(nets_in, tx_g), vjp, out,
+                          lambda o: out_loss(o, disc))
+  return state.replace(step=state.step + 1, disc=disc, **new), {
+      **prefix('g', m_g), **prefix('d', m_d)}
+
+
+def triplet_views(teacher: Teacher, cutoff: int):
+  """(trip, image_of) for stage-1 predict functions: ``trip(batch,
+  frozen)`` makes the triplets of the batch's z1, z2; ``image_of(name)``
+  is a predict function showing one of them (``x1``, ``x2``, ``y``)."""
+  def trip(batch, frozen):
+    return triplets.make(teacher.gen, frozen['g'], teacher.disc,
+                         frozen['d'], batch['z1'], batch['z2'], cutoff)
+
+  def image_of(name):
+    return lambda state, batch, frozen: clip(getattr(trip(batch, frozen),
+                                                     name))
+  return trip, image_of
+
+
+def triplet_latents(batch, key, z_dim: int):
+  """Stage-1 evaluation rows: ``batch`` + teacher latents z1, z2; the
+  second half of ``key`` for what the student adds."""
+  rows = len(next(iter(batch.values())))
+  k1, k2 = jax.random.split(key)
+  z1, z2 = triplets.latents(k1, rows, z_dim)
+  return {**batch, 'z1': np.asarray(z1), 'z2': np.asarray(z2)}, k2
+
+
+def latent_pair(key, rows: int, z_dim: int) -> dict:
+  """Stage-2 evaluation latents ``z``, ``z2`` (two outputs per row)."""
+  k1, k2 = jax.random.split(key)
+  return {'z': np.asarray(jax.random.normal(k1, (rows, z_dim))),
+          'z2': np.asarray(jax.random.normal(k2, (rows, z_dim)))}
+
+
+def check_stage2(config, sample_batch) -> None:
+  """Stage 2 trains on class-labelled images, from stage 1 unless it is
+  the from-scratch baseline."""
+  require_data(sample_batch, 'kdit stage 2')
+  for k in ('img', 'label'):
+    if k not in sample_batch:
+      raise errors.UserError(f'kdit stage 2 needs class-labelled images '
+                             f'(batch keys img, label; e.g. data name '
+                             f'"fashion"); got {sorted(sample_batch)}')
+  if not config.student.init and not config.kdit.from_scratch:
+    raise errors.UserError(
+        "config.student.init is empty: stage 2 starts from stage 1's "
+        'export (run:<stage-1 workdir>); for the from-scratch baseline use '
+        'the :scratch option (kdit.from_scratch=True)')
+
+
+def sibling(spec: str, net: str) -> str:
+  """``run:W`` / ``run:W:student`` -> ``run:W:<net>``."""
+  rest = spec[len('run:'):] if spec.startswith('run:') else ''
+  if not rest:
+    raise errors.UserError(f'config.student.init={spec!r}: expected '
+                           'run:<stage-1 workdir>')
+  if rest.endswith(':student'):
+    rest = rest[:-len(':student')]
+  return f'run:{rest}:{net}'
 
 
 def random_labels(key: jax.Array, rows: int, num_classes: int) -> jax.Array:

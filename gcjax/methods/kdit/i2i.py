@@ -45,15 +45,11 @@ from gcjax.methods.base import (
   NetState,
   Network,
   create_net_state,
-  make_adam,
-  prefix,
-  require_data,
   warm_start,
 )
 from gcjax.methods.kdit import common
 from gcjax.models import kdit as models
 from gcjax.objectives import kdit as losses
-from gcjax.recipes import triplets
 
 
 @flax.struct.dataclass
@@ -135,12 +131,8 @@ def _translate(nets: Nets, params, guide: str, src, ref, z, label):
 def stage1_step(state: State, batch, key, frozen, *, nets: Nets, teacher,
                 tx_g, tx_d, st: common.Settings, pairs, rows: int):
   del batch                                   # data-free: always {}
-  key = jax.random.fold_in(key, state.step)
-  z_key, c_key = jax.random.split(key)
-  z1, z2 = triplets.latents(z_key, rows, teacher.gen.z_dim)
-  tr = triplets.make(teacher.gen, frozen['g'], teacher.disc, frozen['d'],
-                     z1, z2, st.cutoff)
-  label = common.random_labels(c_key, rows, nets.mapping.num_classes)
+  tr, z2, label, _ = common.stage1_triplets(
+      key, state.step, teacher, frozen, st, rows, nets.mapping.num_classes)
   nets_in = {'student': state.student, 'mapping': state.mapping,
              'hints': state.hints}
 
@@ -149,11 +141,11 @@ def stage1_step(state: State, batch, key, frozen, *, nets: Nets, teacher,
                                label)
     return img, _apply(nets.hints, params['hints'], feats)
 
-  out, vjp = jax.vjp(fwd, {k: v.params for k, v in nets_in.items()})
-  disc, m_d = common.d_update(state.disc, nets.disc, tx_d, tr.y, label,
-                              out[0], label)
+  def disc_update(out):
+    return common.d_update(state.disc, nets.disc, tx_d, tr.y, label, out[0],
+                           label)
 
-  def out_loss(out):
+  def out_loss(out, disc):
     img, f = out
     l_e = losses.feature_l1(tr.d_x1, f, pairs['e'])
     l_r = losses.feature_l1(tr.d_x2, f, pairs['r'])
@@ -165,19 +157,15 @@ def stage1_step(state: State, batch, key, frozen, *, nets: Nets, teacher,
     return loss, {'adv': l_adv, 'kdl_e': l_e, 'kdl_r': l_r,
                   'kdl_g_feat': l_gf, 'kdl_g_img': l_gy, 'kdl': kdl}
 
-  new, m_g = common.joint_update(nets_in, dict.fromkeys(nets_in, tx_g), vjp,
-                                 out, out_loss)
-  return state.replace(step=state.step + 1, disc=disc, **new), {
-      **prefix('g', m_g), **prefix('d', m_d)}
+  return common.update_step(state, nets_in, fwd, tx_g, disc_update,
+                            out_loss)
 
 
 def stage2_step(state: State, batch, key, frozen, *, nets: Nets, tx_g,
                 tx_d, st: common.Settings):
   del frozen
-  key = jax.random.fold_in(key, state.step)
-  x, label = batch['img'], batch['label']
+  x, label, z = common.stage2_inputs(batch, key, state.step, nets.mapping.z_dim)
   ref, tgt = jnp.roll(x, 1, 0), jnp.roll(label, 1, 0)
-  z = jax.random.normal(key, (x.shape[0], nets.mapping.z_dim))
   nets_in = {'student': state.student, 'mapping': state.mapping}
 
   def fwd(params):
@@ -191,11 +179,11 @@ def stage2_step(state: State, batch, key, frozen, *, nets: Nets, tx_g,
                  method='decode')[0]
     return fake, s, s_fake, cyc
 
-  out, vjp = jax.vjp(fwd, {k: v.params for k, v in nets_in.items()})
-  disc, m_d = common.d_update(state.disc, nets.disc, tx_d, x, label, out[0],
-                              tgt, st.r1_weight)
+  def disc_update(out):
+    return common.d_update(state.disc, nets.disc, tx_d, x, label, out[0],
+                           tgt, st.r1_weight)
 
-  def out_loss(out):
+  def out_loss(out, disc):
     fake, s, s_fake, cyc = out
     l_adv = common.g_adv(disc, nets.disc, fake, tgt)
     l_sty = losses.l1(jax.lax.stop_gradient(s), s_fake)
@@ -204,14 +192,8 @@ def stage2_step(state: State, batch, key, frozen, *, nets: Nets, tx_g,
         st.lambda_cyc * l_cyc)
     return loss, {'adv': l_adv, 'sty': l_sty, 'cyc': l_cyc}
 
-  new, m_g = common.joint_update(nets_in, dict.fromkeys(nets_in, tx_g), vjp,
-                                 out, out_loss)
-  return state.replace(step=state.step + 1, disc=disc, **new), {
-      **prefix('g', m_g), **prefix('d', m_d)}
-
-
-def _clip(x):
-  return jnp.clip(x, -1.0, 1.0)
+  return common.update_step(state, nets_in, fwd, tx_g, disc_update,
+                            out_loss)
 
 
 def _params(state):
@@ -253,31 +235,20 @@ def _make_stage1(config, st: common.Settings) -> Method:
   all_pairs = [p for v in pairs.values() for p in v]
   nets = nets.replace(hints=models.Hints(
       common.hint_widths({**g_feats, **d_feats}, all_pairs)))
-  tx_g = make_adam(**config.optim.g, total_steps=config.total_steps)
-  tx_d = make_adam(**config.optim.d, total_steps=config.total_steps)
-  cutoff = st.cutoff
-
-  def trip(batch, frozen):
-    return triplets.make(g, frozen['g'], teacher.disc, frozen['d'],
-                         batch['z1'], batch['z2'], cutoff)
+  tx_g, tx_d = common.optimizers(config)
+  trip, image_of = common.triplet_views(teacher, st.cutoff)
 
   def predict_student(state, batch, frozen):
     tr = trip(batch, frozen)
     img = _translate(nets, _params(state), st.guide, tr.x1, tr.x2,
                      batch['z2'], batch['cls'])[0]
-    return _clip(img)
-
-  def image_of(name):
-    return lambda state, batch, frozen: _clip(getattr(trip(batch, frozen),
-                                                      name))
+    return common.clip(img)
 
   def eval_inputs(batch, key):
-    rows = len(next(iter(batch.values())))
-    k1, k2 = jax.random.split(key)
-    z1, z2 = triplets.latents(k1, rows, g.z_dim)
-    cls = jax.random.randint(k2, (rows,), 0, nets.mapping.num_classes)
-    return {**batch, 'z1': np.asarray(z1), 'z2': np.asarray(z2),
-            'cls': np.asarray(cls, np.int32)}
+    batch, key = common.triplet_latents(batch, key, g.z_dim)
+    cls = jax.random.randint(key, (len(batch['z1']),), 0,
+                             nets.mapping.num_classes)
+    return {**batch, 'cls': np.asarray(cls, np.int32)}
 
   def finalize(state, frozen):
     return {**_finalize_nets(state, nets),
@@ -297,28 +268,17 @@ def _make_stage1(config, st: common.Settings) -> Method:
       eval_inputs=eval_inputs, needs_data=False, frozen=frozen)
 
 
-def sibling(spec: str, net: str) -> str:
-  """``run:W`` / ``run:W:student`` -> ``run:W:<net>``."""
-  rest = spec[len('run:'):] if spec.startswith('run:') else ''
-  if not rest:
-    raise errors.UserError(f'config.student.init={spec!r}: expected '
-                           'run:<stage-1 workdir>')
-  if rest.endswith(':student'):
-    rest = rest[:-len(':student')]
-  return f'run:{rest}:{net}'
-
-
 def load_init(spec: str, nets: Nets):
   """Stage 1's student, mapping net and D for a warm start (or None)."""
   if not spec:
     return None
   x2, z, x = _samples(nets)
   return {
-      'student': teachers.load_like(sibling(spec, 'student'), nets.student,
-                                    x2, 'student.init'),
-      'mapping': teachers.load_like(sibling(spec, 'mapping'), nets.mapping,
-                                    z, 'student.init'),
-      'disc': teachers.load_like(sibling(spec, 'disc'), nets.disc, x,
+      'student': teachers.load_like(common.sibling(spec, 'student'),
+                                    nets.student, x2, 'student.init'),
+      'mapping': teachers.load_like(common.sibling(spec, 'mapping'),
+                                    nets.mapping, z, 'student.init'),
+      'disc': teachers.load_like(common.sibling(spec, 'disc'), nets.disc, x,
                                  'student.init')}
 
 
@@ -331,36 +291,23 @@ def stage2_eval_inputs(z_dim: int):
     rng = np.random.default_rng(seed.astype(np.uint32))
     perm = rng.permutation(rows)
     other = common.partner_rows(batch['label'], perm, rng)
-    k1, k2 = jax.random.split(key)
     return {**batch, 'ref': batch['img'][perm], 'ref2': batch['img'][other],
             'tgt_label': np.asarray(batch['label'])[perm].astype(np.int32),
-            'z': np.asarray(jax.random.normal(k1, (rows, z_dim))),
-            'z2': np.asarray(jax.random.normal(k2, (rows, z_dim)))}
+            **common.latent_pair(key, rows, z_dim)}
   return eval_inputs
 
 
 def _make_stage2(config, sample_batch, st: common.Settings) -> Method:
-  require_data(sample_batch, 'kdit stage 2')
-  for k in ('img', 'label'):
-    if k not in sample_batch:
-      raise errors.UserError(f'kdit stage 2 needs class-labelled images '
-                             f'(batch keys img, label; e.g. data name '
-                             f'"fashion"); got {sorted(sample_batch)}')
-  if not config.student.init and not config.kdit.from_scratch:
-    raise errors.UserError(
-        "config.student.init is empty: stage 2 starts from stage 1's "
-        'export (run:<stage-1 workdir>); for the from-scratch baseline use '
-        'the :scratch option (kdit.from_scratch=True)')
+  common.check_stage2(config, sample_batch)
   r, c = sample_batch['img'].shape[1], sample_batch['img'].shape[-1]
   nets = make_nets(config, r, c)
   init_vars = load_init(config.student.init, nets)
-  tx_g = make_adam(**config.optim.g, total_steps=config.total_steps)
-  tx_d = make_adam(**config.optim.d, total_steps=config.total_steps)
+  tx_g, tx_d = common.optimizers(config)
 
   def predict(ref_key, z_key):
     def fn(state, batch, frozen):
       del frozen
-      return _clip(_translate(nets, _params(state), st.guide, batch['img'],
+      return common.clip(_translate(nets, _params(state), st.guide, batch['img'],
                               batch[ref_key], batch[z_key],
                               batch['tgt_label'])[0])
     return fn

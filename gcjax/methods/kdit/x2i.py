@@ -33,16 +33,11 @@ from gcjax.methods.base import (
   NetState,
   Network,
   create_net_state,
-  make_adam,
-  prefix,
-  require_data,
   warm_start,
 )
 from gcjax.methods.kdit import common
-from gcjax.methods.kdit.i2i import sibling
 from gcjax.models import kdit as models
 from gcjax.objectives import kdit as losses
-from gcjax.recipes import triplets
 
 FIRST = 'res4'        # the teacher feature added to the student's 4x4 map
 
@@ -119,12 +114,9 @@ def _generate(nets: Nets, params, z, c, t_feat=None):
 def stage1_step(state: State, batch, key, frozen, *, nets: Nets, teacher,
                 tx_g, tx_d, st: common.Settings, pairs, rows: int):
   del batch                                   # data-free: always {}
-  key = jax.random.fold_in(key, state.step)
-  t_key, c_key, z_key = jax.random.split(key, 3)
-  z1, z2 = triplets.latents(t_key, rows, teacher.gen.z_dim)
-  tr = triplets.make(teacher.gen, frozen['g'], teacher.disc, frozen['d'],
-                     z1, z2, st.cutoff)
-  label = common.random_labels(c_key, rows, nets.disc.num_classes)
+  tr, _, label, (z_key,) = common.stage1_triplets(
+      key, state.step, teacher, frozen, st, rows, nets.disc.num_classes,
+      extra_keys=1)
   z = jax.random.normal(z_key, (rows, nets.gen.z_dim))
   t1 = tr.g_x1[FIRST]
   nets_in = {'student': state.student, 'semantic': state.semantic,
@@ -138,13 +130,14 @@ def stage1_step(state: State, batch, key, frozen, *, nets: Nets, teacher,
     hint = partial(nets.hints.apply, {'params': params['hints']})
     return (x_hat, y_hat), (hint(f_x), hint(f_y))
 
-  out, vjp = jax.vjp(fwd, {k: v.params for k, v in nets_in.items()})
   both = jnp.concatenate([label, label])
-  disc, m_d = common.d_update(state.disc, nets.disc, tx_d,
-                              jnp.concatenate([tr.x1, tr.y]), both,
-                              jnp.concatenate(out[0]), both)
 
-  def out_loss(out):
+  def disc_update(out):
+    return common.d_update(state.disc, nets.disc, tx_d,
+                           jnp.concatenate([tr.x1, tr.y]), both,
+                           jnp.concatenate(out[0]), both)
+
+  def out_loss(out, disc):
     (x_hat, y_hat), (f_x, f_y) = out
     l_x = losses.feature_l1(tr.g_x1, f_x, pairs) + losses.output_l1(
         tr.x1, x_hat, st.beta)
@@ -159,40 +152,30 @@ def stage1_step(state: State, batch, key, frozen, *, nets: Nets, teacher,
     return loss, {'adv': l_adv, 'kdl_x': l_x, 'kdl_y': l_y, 'kdl': kdl,
                   'srl': l_srl}
 
-  new, m_g = common.joint_update(nets_in, dict.fromkeys(nets_in, tx_g), vjp,
-                                 out, out_loss)
-  return state.replace(step=state.step + 1, disc=disc, **new), {
-      **prefix('g', m_g), **prefix('d', m_d)}
+  return common.update_step(state, nets_in, fwd, tx_g, disc_update,
+                            out_loss)
 
 
 def stage2_step(state: State, batch, key, frozen, *, nets: Nets, tx_g,
                 tx_d, st: common.Settings):
   del frozen
-  key = jax.random.fold_in(key, state.step)
-  x, label = batch['img'], batch['label']
-  z = jax.random.normal(key, (x.shape[0], nets.gen.z_dim))
+  x, label, z = common.stage2_inputs(batch, key, state.step, nets.gen.z_dim)
   nets_in = {'student': state.student, 'embed': state.embed}
 
   def fwd(params):
     c = nets.embed.apply({'params': params['embed']}, label)[0]
     return _generate(nets, params['student'], z, c)[0]
 
-  fake, vjp = jax.vjp(fwd, {k: v.params for k, v in nets_in.items()})
-  disc, m_d = common.d_update(state.disc, nets.disc, tx_d, x, label, fake,
-                              label, st.r1_weight)
+  def disc_update(fake):
+    return common.d_update(state.disc, nets.disc, tx_d, x, label, fake,
+                           label, st.r1_weight)
 
-  def out_loss(fake):
+  def out_loss(fake, disc):
     l_adv = common.g_adv(disc, nets.disc, fake, label)
     return st.lambda_adv * l_adv, {'adv': l_adv}
 
-  new, m_g = common.joint_update(nets_in, dict.fromkeys(nets_in, tx_g), vjp,
-                                 fake, out_loss)
-  return state.replace(step=state.step + 1, disc=disc, **new), {
-      **prefix('g', m_g), **prefix('d', m_d)}
-
-
-def _clip(x):
-  return jnp.clip(x, -1.0, 1.0)
+  return common.update_step(state, nets_in, fwd, tx_g, disc_update,
+                            out_loss)
 
 
 def _networks(state, nets: Nets):
@@ -229,33 +212,22 @@ def _make_stage1(config, st: common.Settings) -> Method:
   nets = nets.replace(semantic=teacher.disc, hints=models.Hints(
       common.hint_widths(g_feats, pairs)))
   hint_feats = {s: jnp.zeros(s_feats[s].shape) for _, s, _ in pairs}
-  tx_g = make_adam(**config.optim.g, total_steps=config.total_steps)
-  tx_d = make_adam(**config.optim.d, total_steps=config.total_steps)
-  cutoff = st.cutoff
-
-  def trip(batch, frozen):
-    return triplets.make(g, frozen['g'], teacher.disc, frozen['d'],
-                         batch['z1'], batch['z2'], cutoff)
+  tx_g, tx_d = common.optimizers(config)
+  trip, image_of = common.triplet_views(teacher, st.cutoff)
 
   def predict_student(name):
     def fn(state, batch, frozen):
       tr = trip(batch, frozen)
       img = tr.x1 if name == 'x' else tr.y
       c = _semantic(nets, state.semantic.params, img)
-      return _clip(_generate(nets, state.student.params, batch['z'], c,
-                             tr.g_x1[FIRST])[0])
+      return common.clip(_generate(nets, state.student.params, batch['z'],
+                                   c, tr.g_x1[FIRST])[0])
     return fn
 
-  def image_of(name):
-    return lambda state, batch, frozen: _clip(getattr(trip(batch, frozen),
-                                                      name))
-
   def eval_inputs(batch, key):
-    rows = len(next(iter(batch.values())))
-    k1, k2 = jax.random.split(key)
-    z1, z2 = triplets.latents(k1, rows, g.z_dim)
-    return {**batch, 'z1': np.asarray(z1), 'z2': np.asarray(z2),
-            'z': np.asarray(jax.random.normal(k2, (rows, nets.gen.z_dim)))}
+    batch, key = common.triplet_latents(batch, key, g.z_dim)
+    z = jax.random.normal(key, (len(batch['z1']), nets.gen.z_dim))
+    return {**batch, 'z': np.asarray(z)}
 
   def finalize(state, frozen):
     return {**_networks(state, nets),
@@ -282,45 +254,32 @@ def _make_stage1(config, st: common.Settings) -> Method:
 def stage2_eval_inputs(z_dim: int):
   """Adds ``tgt_label`` (the row's class) and latents ``z``, ``z2``."""
   def eval_inputs(batch, key):
-    rows = len(batch['label'])
-    k1, k2 = jax.random.split(key)
     return {**batch, 'tgt_label': np.asarray(batch['label'], np.int32),
-            'z': np.asarray(jax.random.normal(k1, (rows, z_dim))),
-            'z2': np.asarray(jax.random.normal(k2, (rows, z_dim)))}
+            **common.latent_pair(key, len(batch['label']), z_dim)}
   return eval_inputs
 
 
 def _make_stage2(config, sample_batch, st: common.Settings) -> Method:
-  require_data(sample_batch, 'kdit stage 2')
-  for k in ('img', 'label'):
-    if k not in sample_batch:
-      raise errors.UserError(f'kdit stage 2 needs class-labelled images '
-                             f'(batch keys img, label; e.g. data name '
-                             f'"fashion"); got {sorted(sample_batch)}')
-  if not config.student.init and not config.kdit.from_scratch:
-    raise errors.UserError(
-        "config.student.init is empty: stage 2 starts from stage 1's "
-        'export (run:<stage-1 workdir>); for the from-scratch baseline use '
-        'the :scratch option (kdit.from_scratch=True)')
+  common.check_stage2(config, sample_batch)
   r, c = sample_batch['img'].shape[1], sample_batch['img'].shape[-1]
   nets = make_nets(config, r, c)
   spec = config.student.init
   init_vars = None
   if spec:
     init_vars = {
-        'student': teachers.load_like(sibling(spec, 'student'), nets.gen,
-                                      _zc(nets.gen), 'student.init'),
-        'disc': teachers.load_like(sibling(spec, 'disc'), nets.disc,
+        'student': teachers.load_like(common.sibling(spec, 'student'),
+                                      nets.gen, _zc(nets.gen),
+                                      'student.init'),
+        'disc': teachers.load_like(common.sibling(spec, 'disc'), nets.disc,
                                    _image(nets.gen), 'student.init')}
-  tx_g = make_adam(**config.optim.g, total_steps=config.total_steps)
-  tx_d = make_adam(**config.optim.d, total_steps=config.total_steps)
+  tx_g, tx_d = common.optimizers(config)
 
   def predict(z_key):
     def fn(state, batch, frozen):
       del frozen
       cvec = nets.embed.apply({'params': state.embed.params},
                               batch['tgt_label'])[0]
-      return _clip(_generate(nets, state.student.params, batch[z_key],
+      return common.clip(_generate(nets, state.student.params, batch[z_key],
                              cvec)[0])
     return fn
 
