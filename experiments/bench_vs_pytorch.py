@@ -37,6 +37,7 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+PAUSE_S = 0.3
 ROOT = os.path.dirname(HERE)
 OUT = os.path.join(HERE, 'results', 'bench_vs_pytorch.md')
 ROWS = ('unet64', 'unet16', 'resnet9', 'mobile16', 'dcgan', 'style')
@@ -244,9 +245,16 @@ def bench(rows, batches, reps, tiny, torch_python) -> tuple[list, dict]:
         scale = float(np.max(np.abs(yt)))
         tj, tt = [], []
         for _ in range(reps):
+          # A pause before each timed call: XLA's and OpenMP's worker
+          # threads spin for a while after their work, and a call started
+          # right after the other framework's runs against those spinning
+          # threads (PyTorch's 2-thread U-Net 16 measured 725 ms that way,
+          # 22 ms alone).
+          time.sleep(PAUSE_S)
           t0 = time.perf_counter()
           fwd(variables, x).block_until_ready()
           tj.append(time.perf_counter() - t0)
+          time.sleep(PAUSE_S)
           tt.append(torch.ask(cmd='run', name=row, x=xt)['t'])
         table.append(dict(row=row, batch=b, torch_ms=1e3 * np.median(tt),
                           jax_ms=1e3 * np.median(tj), diff=diff, scale=scale,
@@ -269,7 +277,8 @@ def markdown(table, info, reps, tiny) -> str:
       f'{platform.machine()} CPU, {os.cpu_count()} cores; PyTorch '
       f'{info["torch"]} ({info["threads"]} threads, eager, eval, no_grad) '
       f'vs jax {info["jax"]} (`jax.jit`); random weights drawn by PyTorch '
-      f'and converted; median of {reps} alternating calls after a warm-up.'
+      f'and converted; median of {reps} alternating calls after a warm-up, '
+      f'each after a {PAUSE_S:.1f} s pause.'
       + (' TINY networks (test run): the times mean nothing.' if tiny
          else ''),
       f'Load average (1/5/15 min) before: {la[0]:.2f}/{la[1]:.2f}/'
