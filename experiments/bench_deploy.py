@@ -71,6 +71,7 @@ ISSUE_TEACHER_FRACTION = 0.80
 JIT, ORT, HLO, PT = ('gcjax jit', 'onnxruntime', 'StableHLO',
                      'PyTorch export (onnxruntime)')
 DEFAULT_FORM = 'convtranspose'
+PAUSE_S = 0.3
 
 
 def _variables(module, res: int):
@@ -164,8 +165,12 @@ def _row(key, b, res, threads, forms, reps, probe, pt_dir) -> dict:
       err[k] = float(np.max(np.abs(y - ref)))
   times, rates = {k: [] for k in runners}, []
   for _ in range(reps):
+    time.sleep(PAUSE_S)
     rates.append(probe())
     for k, f in runners.items():
+      # Each runtime's worker threads spin for a while after a call; a pause
+      # keeps the next runtime from starting against them.
+      time.sleep(PAUSE_S)
       t = time.perf_counter()
       jax.block_until_ready(f(inputs[k]))
       times[k].append(time.perf_counter() - t)
