@@ -6,9 +6,9 @@ step's own shapes, each as a separate function to jit and time:
 
 * each generator (wide teacher, deep teacher, student): forward in train
   mode, and forward + backward to its parameters;
-* the conditional PatchGAN: forward on one batch, and forward + backward to
-  its parameters and input (the step runs it 5 times: real + 2 fakes in the
-  D update, then once per teacher for the generator's GAN loss);
+* the conditional PatchGAN: forward on one batch, forward + backward to its
+  parameters (3 times in the step: real + 2 fakes in the D update) and to
+  its input (once per teacher, for the generator's GAN loss);
 * VGG16 on the images the style/perceptual losses use (forward on the two
   teacher outputs, forward + backward on the student's);
 * the student's other loss terms (SSIM, L1, TV against each teacher);
@@ -75,13 +75,17 @@ def parts(method, state, batch, frozen, key, langevin_steps=None
   def d_fwd(params, bs, s, img):
     return adv_lib.conditional(d_apply, s)(params, bs, img)[0][0]
 
-  def d_fwd_bwd(params, bs, s, img):
-    return jax.grad(lambda p, x: _mean_leaves(d_fwd(p, bs, s, x)),
-                    argnums=(0, 1))(params, img)
+  def d_to_params(params, bs, s, img):
+    return jax.grad(lambda p: _mean_leaves(d_fwd(p, bs, s, img)))(params)
+
+  def d_to_input(params, bs, s, img):
+    return jax.grad(lambda x: _mean_leaves(d_fwd(params, bs, s, x)))(img)
   d_args = (state.disc.params, state.disc.batch_stats, src, tgt)
   n_fake = len(nets.teachers)
   out += [Part('discriminator', 'fwd', 0, d_fwd, d_args),
-          Part('discriminator', 'fwd+bwd', 1 + 2 * n_fake, d_fwd_bwd,
+          Part('discriminator', 'fwd+bwd to params', 1 + n_fake,
+               d_to_params, d_args),
+          Part('discriminator', 'fwd+bwd to input', n_fake, d_to_input,
                d_args)]
 
   if distill_lib.uses_vgg(w):
