@@ -12,6 +12,17 @@ Usage:
   python -m experiments.bench_vem_step [--res 32] [--batch 16] [--steps 5]
       [--teacher_ngf 32] [--student_ngf 8] [--fwd_res 256]
 Writes experiments/results/bench_vem_step.md (and prints it).
+
+``--breakdown`` instead times the paper-shape step (``pix2pix_vem:paper``
+networks: wide ngf-64 + deep ngf-16 U-Net teachers trained online, student
+ngf 16, ndf-128 multi-scale PatchGAN, VGG16 style/perceptual losses, energy
+net with K = 10 Langevin steps; 256x256 RGB, batch 4) and a timed split of
+its parts, each jitted on its own at the same shapes
+(``experiments/vem_step_parts.py``): median of ``--steps`` calls after the
+compiling one, next to the machine's load average; then the step against
+the sum of its parts (the gap is overhead: what XLA fuses or schedules worse
+inside one program, the glue between parts, and anything not in the list).
+``--tiny`` shrinks the networks and images (the test suite's run).
 """
 
 import argparse
@@ -23,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from configs import pix2pix_omgd
+from experiments import bench_accel, vem_step_parts
 from gcjax import sharding
 from gcjax.methods import omgd
 from gcjax.metrics import cost
@@ -73,7 +85,125 @@ def fwd_throughput(ngf, res):
   return macs, t
 
 
-def main():
+# OMGD's step in PyTorch at the paper's shapes on this 2-core CPU (issue 18).
+TORCH_STEP_S = 17.8
+OLDER = '<!-- older sections below -->'
+
+
+def _timed(fn, args, reps):
+  """(compile + first call s, median of ``reps`` later calls s)."""
+  t0 = time.perf_counter()
+  jax.block_until_ready(fn(*args))
+  first = time.perf_counter() - t0
+  ts = []
+  for _ in range(reps):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    ts.append(time.perf_counter() - t0)
+  return first, float(np.median(ts))
+
+
+def breakdown(args) -> dict:
+  """Paper-shape step time and its parts' times; returns the rows."""
+  res, b = args.res, args.batch
+  c = bench_accel.make_config(args.tiny, res)
+  mesh = sharding.create_mesh()
+  rng = np.random.RandomState(0)
+  batch = sharding.global_from_host(
+      {k: rng.uniform(-1, 1, (b, res, res, 3)).astype(np.float32)
+       for k in ('src', 'tgt')}, mesh)
+  method = omgd.make(c, batch)
+  rep = sharding.replicated(mesh)
+  init = jax.jit(method.init, out_shardings=rep)
+  frozen = jax.device_put(method.frozen, rep)
+  key = jax.random.key(1)
+  load0 = os.getloadavg()
+  state = init(jax.random.key(0))
+  step = jax.jit(method.train_step, donate_argnums=(0,),
+                 out_shardings=(jax.tree.map(lambda _: rep, state), rep))
+  t0 = time.perf_counter()
+  state, m = step(state, batch, key, frozen)
+  jax.block_until_ready(m)
+  compile_s = time.perf_counter() - t0
+  times = []
+  for i in range(args.steps):
+    t0 = time.perf_counter()
+    state, m = step(state, batch, jax.random.fold_in(key, i), frozen)
+    jax.block_until_ready(m)
+    times.append(time.perf_counter() - t0)
+  step_s = float(np.median(times))
+  print(f'step {step_s:.3f} s (compile {compile_s:.1f} s)', flush=True)
+  del state
+  rows = []
+  for p in vem_step_parts.parts(method, init(jax.random.key(0)), batch,
+                                frozen, key, langevin_steps=c.mi.n_steps):
+    first, t = _timed(jax.jit(p.fn), p.args, args.steps)
+    rows.append(dict(name=p.name, kind=p.kind, count=p.count, s=t,
+                     compile_s=first - t))
+    print(f'{p.name} {p.kind}: {1e3 * t:.1f} ms x {p.count}', flush=True)
+  total = sum(r['count'] * r['s'] for r in rows)
+  return dict(rows=rows, step_s=step_s, step_times=times,
+              compile_s=compile_s, sum_s=total, load=(load0, os.getloadavg()),
+              config=c, res=res, batch=b, reps=args.steps, tiny=args.tiny,
+              nonfinite=sorted(k for k, v in jax.device_get(m).items()
+                               if not np.all(np.isfinite(v))))
+
+
+def breakdown_markdown(r) -> str:
+  c = r['config']
+  lines = [
+      f'# OMGD + VEM pix2pix train step, broken down ({jax.default_backend()}'
+      f', {jax.device_count()} device(s))', '',
+      f'Step: `pix2pix_vem:paper` networks{" (TINY)" if r["tiny"] else ""}: '
+      f'wide U-Net ngf {c.teacher.ngf} + deep U-Net ngf {c.teacher_deep.ngf} '
+      f'teachers trained online, student ngf {c.student.ngf}, PatchGAN ndf '
+      f'{c.disc.ndf} ({c.disc.n_layers} layers), VGG16 style/perceptual, '
+      f'energy net with K = {c.mi.n_steps} Langevin steps; {r["res"]}x'
+      f'{r["res"]} RGB, batch {r["batch"]}. Times are medians of '
+      f'{r["reps"]} calls after the compiling one; each part is jitted on '
+      'its own at the step\'s shapes. Load average (1/5/15 min) before: '
+      + '/'.join(f'{x:.2f}' for x in r['load'][0]) + ', after: '
+      + '/'.join(f'{x:.2f}' for x in r['load'][1]) + '.', '',
+      '| part | pass | ms per call | x in step | ms in step | % of sum |',
+      '|---|---|---|---|---|---|']
+  for x in r['rows']:
+    share = x['count'] * x['s']
+    lines.append(
+        f'| {x["name"]} | {x["kind"]} | {1e3 * x["s"]:.1f} | {x["count"]} | '
+        f'{1e3 * share:.1f} | {100 * share / r["sum_s"]:.1f}% |')
+  gap = r['step_s'] - r['sum_s']
+  lines += [
+      f'| **sum of parts** | | | | **{1e3 * r["sum_s"]:.1f}** | 100% |',
+      f'| **whole step** (jitted, donated state) | | | | '
+      f'**{1e3 * r["step_s"]:.1f}** | |', '',
+      f'Step {r["step_s"]:.2f} s (calls: '
+      + ', '.join(f'{t:.2f}' for t in r['step_times'])
+      + f'; compile + first call {r["compile_s"]:.1f} s) vs sum of parts '
+      f'{r["sum_s"]:.2f} s: gap {gap:+.2f} s ({100 * gap / r["step_s"]:+.1f}%'
+      ' of the step).']
+  if not r['tiny'] and r['res'] == 256 and r['batch'] == 4:
+    lines.append(f'Against PyTorch\'s OMGD step at these shapes on this '
+                 f'machine ({TORCH_STEP_S} s, issue 18): '
+                 f'{r["step_s"] / TORCH_STEP_S:.2f}x.')
+  if r['nonfinite']:
+    lines.append(f'Non-finite metrics: {r["nonfinite"]}.')
+  return '\n'.join(lines) + '\n'
+
+
+def write_keeping_older(path, text):
+  """Writes ``text``, keeping the file's sections below ``OLDER``."""
+  older = ''
+  if os.path.exists(path):
+    with open(path) as f:
+      old = f.read()
+    older = old[old.index(OLDER):] if OLDER in old else (
+        f'{OLDER}\n\n## Earlier figures\n\n' + old.replace('\n# ', '\n### ')
+        .replace('# ', '### ', 1))
+  with open(path, 'w') as f:
+    f.write(text + ('\n' + older if older else ''))
+
+
+def main(argv=None):
   p = argparse.ArgumentParser()
   p.add_argument('--res', type=int, default=32)
   p.add_argument('--batch', type=int, default=16)
@@ -86,7 +216,18 @@ def main():
   p.add_argument('--ebm_pool', type=int, default=4)
   p.add_argument('--ebm_ch', type=int, default=16)
   p.add_argument('--skip_fwd', action='store_true')
-  args = p.parse_args()
+  p.add_argument('--breakdown', action='store_true')
+  p.add_argument('--tiny', action='store_true')
+  p.add_argument('--out', default=os.path.join(HERE, 'results',
+                                               'bench_vem_step.md'))
+  args = p.parse_args(argv)
+  if args.breakdown:
+    r = breakdown(args)
+    text = breakdown_markdown(r)
+    print(text)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    write_keeping_older(args.out, text)
+    return r
   lines = [f'# VEM step overhead and forward throughput ({jax.default_backend()}'
            f', {jax.device_count()} device(s))', '',
            f'Step: {args.res}x{args.res}x1, batch {args.batch}, teacher ngf '
@@ -120,9 +261,8 @@ def main():
               f'{mac_ratio:.2f}x ({speedup / mac_ratio:.2f} of it)']
   text = '\n'.join(lines) + '\n'
   print(text)
-  os.makedirs(os.path.join(HERE, 'results'), exist_ok=True)
-  with open(os.path.join(HERE, 'results', 'bench_vem_step.md'), 'w') as f:
-    f.write(text)
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  write_keeping_older(args.out, text)
 
 
 if __name__ == '__main__':
