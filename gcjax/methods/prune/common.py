@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import optax
 
 from gcjax import errors, materialize, pruning, teachers
-from gcjax.state import NetState, make_adam, output_update, prefix
+from gcjax.methods.base import Network, variables_of
+from gcjax.state import NetState, apply_net, make_adam, output_update, prefix
 
 RECIPES = ('self', 'naive', 'distill', 'scratch', 'both')
 DISTILL = ('mse', 'l1')
@@ -279,3 +280,42 @@ def load_teacher(section, g_cls, random_g, random_d, seed: int):
   d_loaded = teachers.load(disc_spec(section))
   d, d_vars = d_loaded if d_loaded is not None else random_d(d_key)
   return g, g_vars, d, d_vars
+
+
+def teacher_img(module, frozen, x) -> jax.Array:
+  """The frozen teacher's image for the input ``x`` (no gradient)."""
+  (img, _), _ = apply_net(module, frozen['teacher']['params'],
+                          frozen['teacher'].get('batch_stats'), x,
+                          train=False)
+  return jax.lax.stop_gradient(img)
+
+
+def student_network(module, state, pruner: Pruner | None,
+                    input_shape) -> Network:
+  """The student as ``finalize`` hands it on: masks applied, and a
+  filter-pruned generator materialized into a smaller dense module."""
+  var = variables_of(state.student)
+  if pruner is not None:
+    var = {**var, 'params': pruning.apply_masks(var['params'], state.masks)}
+    if pruner.kind == 'filter':
+      module, var = materialize.materialize(module, jax.device_get(var),
+                                            jax.device_get(state.masks))
+  return Network(module, var, input_shape, section='student')
+
+
+def predicts(student, teacher, key: str) -> dict:
+  """``predict`` of both prune tasks: the student's and the frozen
+  teacher's images for ``batch[key]``."""
+
+  def student_fwd(state, batch, frozen):
+    del frozen
+    (img, _), _ = apply_net(student, state.student.params,
+                            state.student.batch_stats, batch[key],
+                            train=False)
+    return img
+
+  def teacher_fwd(state, batch, frozen):
+    del state
+    return teacher_img(teacher, frozen, batch[key])
+
+  return {'teacher': teacher_fwd, 'student': student_fwd}

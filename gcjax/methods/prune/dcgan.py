@@ -31,13 +31,6 @@ from gcjax.models import dcgan
 from gcjax.recipes import adversarial as adv_lib
 
 
-def _teacher_img(module, frozen, z):
-  (img, _), _ = apply_net(module, frozen['teacher']['params'],
-                          frozen['teacher'].get('batch_stats'), z,
-                          train=False)
-  return jax.lax.stop_gradient(img)
-
-
 def _frozen_logits(module, disc, s_img, t_img) -> dict[str, jax.Array]:
   """Diagnostics of a frozen teacher D (train mode, as in the G loss): its
   mean logit on the student's and on the teacher's images of the same z."""
@@ -67,7 +60,7 @@ def train_step(state: common.State, batch, key, frozen, *, nets, txs, pruners,
                                     state.step)
   real = batch.get(dc.IMAGE_KEY)
   z = jax.random.normal(z_key, (rows, nets.student.nz))
-  t_img = _teacher_img(nets.teacher, frozen, z)
+  t_img = common.teacher_img(nets.teacher, frozen, z)
 
   def s_fwd(params):
     (img, _), bs = apply_net(nets.student, params, student.batch_stats, z,
@@ -192,36 +185,21 @@ def make(config, sample_batch) -> Method:
   def finalize(state, frozen):
     out = {'teacher': Network(teacher, frozen['teacher'], (teacher.nz,),
                               section='teacher')}
-    mod, var = s_mod, variables_of(state.student)
-    if g_pruner is not None:
-      var = {**var, 'params': pruning.apply_masks(var['params'],
-                                                  state.masks)}
-      if g_pruner.kind == 'filter':
-        mod, var = materialize.materialize(mod, jax.device_get(var),
-                                           jax.device_get(state.masks))
-    out['student'] = Network(mod, var, (teacher.nz,), section='student')
+    out['student'] = common.student_network(s_mod, state, g_pruner,
+                                            (teacher.nz,))
     if recipe.train_disc:
       out['disc'] = Network(d_mod, variables_of(state.disc), shape,
                             section='disc')
     return out
 
-  def student_fwd(state, batch, frozen):
-    del frozen
-    (img, _), _ = apply_net(s_mod, state.student.params,
-                            state.student.batch_stats, batch['z'],
-                            train=False)
-    return img
-
-  def teacher_fwd(state, batch, frozen):
-    del state
-    return _teacher_img(teacher, frozen, batch['z'])
+  predict = common.predicts(s_mod, teacher, 'z')
 
   return Method(
       init=init,
       train_step=partial(train_step, nets=nets, txs=txs,
                          pruners=(g_pruner, d_pruner), recipe=recipe,
                          adv=adv, mi=mi, rows=config.data.batch_size),
-      predict={'teacher': teacher_fwd, 'student': student_fwd},
+      predict=predict,
       finalize=finalize,
       export=('student', 'disc') if recipe.train_disc else ('student',),
       sample_rows=('teacher', 'student'),

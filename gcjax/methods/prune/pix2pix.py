@@ -15,7 +15,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 
-from gcjax import errors, materialize, pruning, teachers
+from gcjax import errors, teachers
 from gcjax.methods.base import (
   Method,
   Network,
@@ -30,13 +30,6 @@ from gcjax.recipes import adversarial as adv_lib
 from gcjax.recipes import nets as nets_lib
 
 
-def _teacher_img(module, frozen, src):
-  (img, _), _ = apply_net(module, frozen['teacher']['params'],
-                          frozen['teacher'].get('batch_stats'), src,
-                          train=False)
-  return jax.lax.stop_gradient(img)
-
-
 def train_step(state: common.State, batch, key, frozen, *, nets, txs,
                pruners, recipe: common.Recipe, adv_kind: str, mi,
                mi_positive: str):
@@ -49,7 +42,7 @@ def train_step(state: common.State, batch, key, frozen, *, nets, txs,
   disc, d_masks = common.prune_step(d_pruner, state.disc, state.disc_masks,
                                     state.step)
   src, tgt = batch['src'], batch['tgt']
-  t_img = _teacher_img(nets.teacher, frozen, src)
+  t_img = common.teacher_img(nets.teacher, frozen, src)
 
   def s_fwd(params):
     (img, _), bs = apply_net(nets.student, params, student.batch_stats, src,
@@ -154,28 +147,14 @@ def make(config, sample_batch) -> Method:
   def finalize(state, frozen):
     out = {'teacher': Network(teacher, frozen['teacher'], src_shape,
                               section='teacher')}
-    var = variables_of(state.student)
-    var = {**var, 'params': pruning.apply_masks(var['params'], state.masks)}
-    mod = s_mod
-    if g_pruner.kind == 'filter':
-      mod, var = materialize.materialize(mod, jax.device_get(var),
-                                         jax.device_get(state.masks))
-    out['student'] = Network(mod, var, src_shape, section='student')
+    out['student'] = common.student_network(s_mod, state, g_pruner,
+                                            src_shape)
     if recipe.train_disc:
       out['disc'] = Network(d_mod, variables_of(state.disc), pair_shape,
                             section='disc')
     return out
 
-  def student_fwd(state, batch, frozen):
-    del frozen
-    (img, _), _ = apply_net(s_mod, state.student.params,
-                            state.student.batch_stats, batch['src'],
-                            train=False)
-    return img
-
-  def teacher_fwd(state, batch, frozen):
-    del state
-    return _teacher_img(teacher, frozen, batch['src'])
+  predict = common.predicts(s_mod, teacher, 'src')
 
   return Method(
       init=init,
@@ -183,7 +162,7 @@ def make(config, sample_batch) -> Method:
                          pruners=(g_pruner, d_pruner), recipe=recipe,
                          adv_kind=config.loss.adversarial, mi=mi,
                          mi_positive=config.mi.positive),
-      predict={'teacher': teacher_fwd, 'student': student_fwd},
+      predict=predict,
       finalize=finalize,
       export=('student', 'disc') if recipe.train_disc else ('student',),
       sample_rows=('src', 'teacher', 'student', 'tgt'), frozen=frozen)
