@@ -1,4 +1,5 @@
-"""The sub-pixel transposed conv equals the lhs-dilated formulation."""
+"""Reformulated layers (sub-pixel and matmul transposed convs, depthwise
+shifts, padded-and-cropped VALID convs) equal their plain forms."""
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +32,43 @@ def test_subpixel_matches_dilated_values_and_grads(k, s, p, op):
       layers.subpixel_conv_transpose(x, w, s, lo, hi))), argnums=(0, 1))(x, w)
   for a, b in zip(gr, go):
     np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+@pytest.mark.parametrize('cout', [4, 64])   # [N, Cin] x [Cin, k*k*Cout]; per tap
+@pytest.mark.parametrize('k,s,p,op,side', [
+    (4, 2, 1, 0, (5, 6)), (3, 2, 1, 1, (5, 6)), (4, 4, 0, 0, (3, 2)),
+    (2, 2, 0, 0, (5, 6)), (3, 1, 1, 0, (4, 4)), (4, 2, 1, 0, (1, 1))])
+def test_matmul_form_matches_dilated_values_and_grads(cout, k, s, p, op,
+                                                      side):
+  rng = np.random.RandomState(0)
+  x = jnp.asarray(rng.randn(2, *side, 3), jnp.float32)
+  w = jnp.asarray(rng.randn(k, k, 3, cout), jnp.float32)
+  lo, hi = k - 1 - p, k - 1 - p + op
+  form = layers.matmul_conv_transpose
+  np.testing.assert_allclose(form(x, w, s, lo, hi), _dilated(x, w, s, lo, hi),
+                             atol=1e-5)
+  gr = jax.grad(lambda x, w: jnp.sum(jnp.sin(_dilated(x, w, s, lo, hi))),
+                argnums=(0, 1))(x, w)
+  go = jax.grad(lambda x, w: jnp.sum(jnp.sin(form(x, w, s, lo, hi))),
+                argnums=(0, 1))(x, w)
+  for a, b in zip(gr, go):
+    np.testing.assert_allclose(a, b, atol=1e-4)
+
+
+def test_conv_transpose_module_forms_agree_and_default_to_matmul_on_cpu():
+  x = jax.random.normal(jax.random.key(1), (2, 3, 3, 5))
+  m = layers.conv_transpose(6, 4, 2, 1)
+  v = m.init(jax.random.key(0), x)
+  v = jax.tree.map(lambda a: a + 0.1, v)   # a non-zero bias
+  assert layers.transposed_conv_form() == 'matmul'
+  ref = m.apply(v, x)
+  for form in ('subpixel', 'dilated', 'matmul'):
+    with layers.transposed_convs(form):
+      assert layers.transposed_conv_form() == form
+      np.testing.assert_allclose(m.apply(v, x), ref, atol=1e-5)
+  with pytest.raises(ValueError, match='transposed conv form'):
+    with layers.transposed_convs('fft'):
+      pass
 
 
 def test_module_params_match_flax_conv_transpose():
