@@ -37,7 +37,6 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-PAUSE_S = 0.3
 ROOT = os.path.dirname(HERE)
 OUT = os.path.join(HERE, 'results', 'bench_vs_pytorch.md')
 ROWS = ('unet64', 'unet16', 'resnet9', 'mobile16', 'dcgan', 'style')
@@ -211,11 +210,13 @@ def flax_net(row: str, spec: dict, sd, transposed):
   return m, flax_from_named(sd, set(transposed), template)
 
 
-def bench(rows, batches, reps, tiny, torch_python) -> tuple[list, dict]:
+def bench(rows, batches, reps, tiny, torch_python, pause=0.05
+          ) -> tuple[list, dict]:
   """Measures every (row, batch); returns (table rows, run info)."""
   import jax
   import numpy as np
-  info = {'load_before': os.getloadavg(), 'jax': jax.__version__}
+  info = {'load_before': os.getloadavg(), 'jax': jax.__version__,
+          'pause': pause}
   torch = Torch(torch_python)
   table = []
   try:
@@ -255,11 +256,11 @@ def bench(rows, batches, reps, tiny, torch_python) -> tuple[list, dict]:
           # right after the other framework's runs against those spinning
           # threads (PyTorch's 2-thread U-Net 16 measured 725 ms that way,
           # 22 ms alone).
-          time.sleep(PAUSE_S)
+          time.sleep(pause)
           t0 = time.perf_counter()
           fwd(variables, x).block_until_ready()
           tj.append(time.perf_counter() - t0)
-          time.sleep(PAUSE_S)
+          time.sleep(pause)
           tt.append(torch.ask(cmd='run', name=row, x=xt)['t'])
         table.append(dict(row=row, batch=b, torch_ms=1e3 * np.median(tt),
                           jax_ms=1e3 * np.median(tj), diff=diff, scale=scale,
@@ -283,7 +284,7 @@ def markdown(table, info, reps, tiny) -> str:
       f'{info["torch"]} ({info["threads"]} threads, eager, eval, no_grad) '
       f'vs jax {info["jax"]} (`jax.jit`); random weights drawn by PyTorch '
       f'and converted; median of {reps} alternating calls after a warm-up, '
-      f'each after a {PAUSE_S:.1f} s pause.'
+      f'each after a {info["pause"]:.2f} s pause.'
       + (' TINY networks (test run): the times mean nothing.' if tiny
          else ''),
       f'Load average (1/5/15 min) before: {la[0]:.2f}/{la[1]:.2f}/'
@@ -307,6 +308,8 @@ def main(argv=None) -> list:
   ap.add_argument('--rows', default=','.join(ROWS))
   ap.add_argument('--batches', default='1,4')
   ap.add_argument('--reps', type=int, default=7)
+  ap.add_argument('--pause', type=float, default=0.05,
+                  help='seconds of idle before each timed call')
   ap.add_argument('--tiny', action='store_true')
   ap.add_argument('--out', default=OUT)
   args = ap.parse_args(argv)
@@ -318,7 +321,8 @@ def main(argv=None) -> list:
   if bad:
     sys.exit(f'--rows: unknown {bad}; expected a subset of {ROWS}')
   batches = [int(b) for b in args.batches.split(',')]
-  table, info = bench(rows, batches, args.reps, args.tiny, args.torch_python)
+  table, info = bench(rows, batches, args.reps, args.tiny, args.torch_python,
+                      args.pause)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, 'w') as f:
     f.write(markdown(table, info, args.reps, args.tiny))

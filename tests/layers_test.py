@@ -158,3 +158,19 @@ def test_conv_valid_equals_reflect_pad_then_valid_conv(k, pad):
   conv = [e for e in jaxpr.eqns if e.primitive.name == 'conv_general_dilated']
   assert len(conv) == 1
   assert all(p == (0, 0) for p in conv[0].params['padding'])
+
+
+@pytest.mark.parametrize('pad', [1, 3])
+def test_reflect_pad_equals_numpy_reflect_values_and_grads(pad):
+  x = jax.random.normal(jax.random.key(3), (2, 5, 7, 3))
+  want = np.pad(np.asarray(x), ((0, 0), (pad, pad), (pad, pad), (0, 0)),
+                mode='reflect')
+  np.testing.assert_array_equal(layers.reflect_pad(x, pad), want)
+
+  def plain(x):
+    return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)),
+                   mode='reflect')
+
+  g = jax.grad(lambda x: jnp.sum(jnp.sin(layers.reflect_pad(x, pad)) * 1.7))
+  g_ref = jax.grad(lambda x: jnp.sum(jnp.sin(plain(x)) * 1.7))
+  np.testing.assert_allclose(g(x), g_ref(x), atol=1e-6)

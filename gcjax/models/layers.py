@@ -65,10 +65,23 @@ def gcjax_instance_norm(x: jax.Array, epsilon) -> jax.Array:
   return (x - mean) * jax.lax.rsqrt(var + epsilon)
 
 
+def _reflect_index(n: int, pad: int) -> np.ndarray:
+  """Source rows of an n-row axis reflection-padded by ``pad``."""
+  return np.concatenate([np.arange(pad, 0, -1), np.arange(n),
+                         np.arange(n - 2, n - 2 - pad, -1)]).astype(np.int32)
+
+
 @functools.partial(jax.jit, static_argnums=1)
 def gcjax_reflect_pad(x: jax.Array, pad: int) -> jax.Array:
-  """Reflection padding of H and W of [B, H, W, C] by ``pad``."""
-  return jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode='reflect')
+  """Reflection padding of H and W of [B, H, W, C] by ``pad``.
+
+  Two constant-index takes (one op each, fused with their neighbours)
+  instead of ``jnp.pad(mode='reflect')``'s slices, reverses and
+  concatenates, which XLA:CPU ran as five loop fusions per pad (20% of a
+  MobileResNet's batch-4 time); the values are the same.
+  """
+  x = jnp.take(x, _reflect_index(x.shape[1], pad), axis=1)
+  return jnp.take(x, _reflect_index(x.shape[2], pad), axis=2)
 
 
 class InstanceNorm(nn.Module):
@@ -282,7 +295,8 @@ def matmul_conv_transpose(x: jax.Array, kernel: jax.Array, stride: int,
   w_out = (w - 1) * s + lo + hi - kw + 2
   mh, mw = -(-h_out // s), -(-w_out // s)
   n = b * h * w
-  if 2 * n <= cout:
+  # A symbolic batch (an export with a dynamic batch) counts as 1 image.
+  if 2 * h * w * (b if isinstance(b, int) else 1) <= cout:
     # Few pixels, wide layer (the U-Net's inner levels): one matmul per
     # tap against the kernel as stored, [k*k] x [N, Cin] x [Cin, Cout];
     # the other form's [Cin, k*k*Cout] copy of the kernel would cost more
