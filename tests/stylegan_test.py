@@ -97,6 +97,43 @@ def test_modulated_conv_with_demodulation_keeps_unit_std():
       assert abs(y.std() - 1.0) > 0.2
 
 
+@pytest.mark.parametrize('k,demod,up', [(3, True, False), (3, True, True),
+                                        (1, False, False)])
+def test_modulated_conv_equals_per_sample_weights_values_and_grads(k, demod,
+                                                                   up):
+  """StyleGAN2's plain form: each example's kernel W * style / sqrt(fan_in),
+  divided by its per-output-channel norm, convolved with that example."""
+  x = jax.random.normal(jax.random.key(1), (2, 4, 4, 5))
+  w = jax.random.normal(jax.random.key(2), (2, 6))
+  m = stylegan.ModulatedConv(3, k, demodulate=demod, up=up)
+  v = m.init(jax.random.key(0), x, w)
+  v = jax.tree.map(lambda a: a + 0.2 * jax.random.normal(
+      jax.random.key(3), a.shape), v)
+
+  def plain(v, x, w):
+    p = v['params']
+    style = w @ p['affine']['kernel'] / np.sqrt(6) + p['affine']['bias']
+    kern = p['kernel'] / np.sqrt(k * k * 5)
+    if up:
+      x = stylegan.upsample2x(x)
+    out = []
+    for i in range(x.shape[0]):
+      wi = kern * style[i][None, None, :, None]
+      if demod:
+        wi = wi / jnp.sqrt(jnp.sum(jnp.square(wi), axis=(0, 1, 2)) + 1e-8)
+      out.append(jax.lax.conv_general_dilated(
+          x[i:i + 1], wi, (1, 1), 'SAME',
+          dimension_numbers=('NHWC', 'HWIO', 'NHWC')))
+    return jnp.concatenate(out)
+
+  np.testing.assert_allclose(m.apply(v, x, w), plain(v, x, w), atol=1e-5)
+  loss = lambda f: lambda v, x: jnp.sum(jnp.sin(f(v, x, w)))
+  g = jax.grad(loss(m.apply), argnums=(0, 1))(v, x)
+  g_ref = jax.grad(loss(plain), argnums=(0, 1))(v, x)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4),
+               g, g_ref)
+
+
 def test_r1_matches_finite_differences():
   d = stylegan.StyleDiscriminator(resolution=8, z_dim=0, ch_base=16,
                                   ch_max=2)

@@ -100,7 +100,9 @@ class EqualDense(nn.Module):
                    (x.shape[-1], self.features))
     b = self.param('bias', nn.initializers.constant(self.bias_init),
                    (self.features,))
-    return x @ (w / math.sqrt(x.shape[-1])) + b
+    # The constant scales the [B, features] product, not the kernel (no
+    # elementwise pass over the weights per call).
+    return (x @ w) * (1.0 / math.sqrt(x.shape[-1])) + b
 
 
 class EqualConv(nn.Module):
@@ -115,8 +117,8 @@ class EqualConv(nn.Module):
     w = self.param('kernel', nn.initializers.normal(1.0),
                    (k, k, cin, self.features))
     y = jax.lax.conv_general_dilated(
-        x, w / math.sqrt(k * k * cin), (1, 1), 'SAME',
-        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+        x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    y = y * (1.0 / math.sqrt(k * k * cin))
     if self.use_bias:
       y = y + self.param('bias', nn.initializers.zeros, (self.features,))
     return y
@@ -142,15 +144,23 @@ class ModulatedConv(nn.Module):
     k, cin = self.kernel, x.shape[-1]
     style = EqualDense(cin, bias_init=1.0, name='affine')(w)     # [B, Cin]
     weight = self.param('kernel', nn.initializers.normal(1.0),
-                        (k, k, cin, self.features)) / math.sqrt(k * k * cin)
+                        (k, k, cin, self.features))
+    # The equalized-lr constant 1/sqrt(fan_in) scales the [B, Cin] style
+    # rather than the kernel (the same products, without an elementwise
+    # pass over the kernel per call).
+    style = style / math.sqrt(k * k * cin)
     if self.up:
       x = upsample2x(x)
     y = jax.lax.conv_general_dilated(
         x * style[:, None, None, :], weight, (1, 1), 'SAME',
         dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     if self.demodulate:
-      # sum over (kh, kw, cin) of (weight * style)^2, per example and cout.
-      power = jnp.square(style) @ jnp.sum(jnp.square(weight), axis=(0, 1))
+      # sum over (kh, kw, cin) of (weight * style)^2, per example and cout,
+      # as one [B, k*k*Cin] x [k*k*Cin, Cout] matmul: XLA:CPU ran the
+      # kernel's sum over its two leading axes at ~0.2 GB/s (2.7 ms of a
+      # 48 ms batch-1 call per layer).
+      power = (jnp.tile(jnp.square(style), (1, k * k))
+               @ jnp.square(weight).reshape(k * k * cin, self.features))
       y = y * jax.lax.rsqrt(power + 1e-8)[:, None, None, :]
     return y
 
