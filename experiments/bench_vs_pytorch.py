@@ -88,6 +88,9 @@ def torch_worker() -> None:
 
   sys.path.insert(0, ROOT)
   from experiments import torch_generators as tg
+  from gcjax import hostmem  # stdlib only: the same allocator policy
+  if os.environ.get(hostmem.ENV) == '1':
+    hostmem.keep_freed_memory()
   torch.set_num_threads(2)
   torch.set_grad_enabled(False)
   inp, out = sys.stdin.buffer, sys.stdout.buffer
@@ -210,13 +213,19 @@ def flax_net(row: str, spec: dict, sd, transposed):
   return m, flax_from_named(sd, set(transposed), template)
 
 
-def bench(rows, batches, reps, tiny, torch_python, pause=0.05
-          ) -> tuple[list, dict]:
+def bench(rows, batches, reps, tiny, torch_python, pause=0.05,
+          keep_host_memory=True) -> tuple[list, dict]:
   """Measures every (row, batch); returns (table rows, run info)."""
   import jax
   import numpy as np
+
+  from gcjax import hostmem
   info = {'load_before': os.getloadavg(), 'jax': jax.__version__,
-          'pause': pause}
+          'pause': pause, 'keep_host_memory': keep_host_memory}
+  # The same glibc policy in both processes (gcjax's programs apply it).
+  os.environ[hostmem.ENV] = '1' if keep_host_memory else '0'
+  if keep_host_memory:
+    hostmem.keep_freed_memory()
   torch = Torch(torch_python)
   table = []
   try:
@@ -284,7 +293,9 @@ def markdown(table, info, reps, tiny) -> str:
       f'{info["torch"]} ({info["threads"]} threads, eager, eval, no_grad) '
       f'vs jax {info["jax"]} (`jax.jit`); random weights drawn by PyTorch '
       f'and converted; median of {reps} alternating calls after a warm-up, '
-      f'each after a {info["pause"]:.2f} s pause.'
+      f'each after a {info["pause"]:.2f} s pause; glibc allocator: '
+      + ('freed memory kept (`gcjax.hostmem`) in both processes.'
+         if info['keep_host_memory'] else 'defaults.')
       + (' TINY networks (test run): the times mean nothing.' if tiny
          else ''),
       f'Load average (1/5/15 min) before: {la[0]:.2f}/{la[1]:.2f}/'
@@ -310,6 +321,9 @@ def main(argv=None) -> list:
   ap.add_argument('--reps', type=int, default=7)
   ap.add_argument('--pause', type=float, default=0.05,
                   help='seconds of idle before each timed call')
+  ap.add_argument('--keep_host_memory', type=int, default=1,
+                  help='1: gcjax.hostmem.keep_freed_memory() in both '
+                  'processes (what gcjax programs do); 0: glibc defaults')
   ap.add_argument('--tiny', action='store_true')
   ap.add_argument('--out', default=OUT)
   args = ap.parse_args(argv)
@@ -322,7 +336,7 @@ def main(argv=None) -> list:
     sys.exit(f'--rows: unknown {bad}; expected a subset of {ROWS}')
   batches = [int(b) for b in args.batches.split(',')]
   table, info = bench(rows, batches, args.reps, args.tiny, args.torch_python,
-                      args.pause)
+                      args.pause, bool(args.keep_host_memory))
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, 'w') as f:
     f.write(markdown(table, info, args.reps, args.tiny))

@@ -187,6 +187,8 @@ def main(argv=None) -> int:
   p.add_argument('--threads', type=int, default=0,
                  help='onnxruntime intra-op threads (0: its default)')
   args = p.parse_args(argv)
+  from gcjax import hostmem
+  hostmem.keep_freed_memory()
   try:
     if args.batch < 1:
       raise errors.UserError(f'--batch={args.batch}: expected >= 1')

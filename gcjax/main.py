@@ -51,6 +51,8 @@ _PEER_TIMEOUT = flags.DEFINE_float(
 
 def main(argv):
   del argv
+  from gcjax import hostmem
+  hostmem.keep_freed_memory()   # before XLA allocates anything
   if not flags.FLAGS['verbosity'].present:
     # Orbax logs every file it writes at INFO; keep the console readable.
     logging.set_verbosity(logging.WARNING)
