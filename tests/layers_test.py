@@ -174,3 +174,30 @@ def test_reflect_pad_equals_numpy_reflect_values_and_grads(pad):
   g = jax.grad(lambda x: jnp.sum(jnp.sin(layers.reflect_pad(x, pad)) * 1.7))
   g_ref = jax.grad(lambda x: jnp.sum(jnp.sin(plain(x)) * 1.7))
   np.testing.assert_allclose(g(x), g_ref(x), atol=1e-6)
+
+
+@pytest.mark.parametrize('k,s,p', [(3, 1, 1), (4, 2, 1), (1, 1, 0), (3, 1, 0)])
+def test_tap_grad_conv_equals_xla_conv_values_and_grads(k, s, p, monkeypatch):
+  monkeypatch.setattr(layers, 'TAP_GRAD_MIN_MACS', 0)   # the tap path
+  x = jax.random.normal(jax.random.key(0), (2, 9, 8, 3))
+  w = jax.random.normal(jax.random.key(1), (k, k, 3, 5))
+  pad, dn = ((p, p), (p, p)), ('NHWC', 'HWIO', 'NHWC')
+
+  def loss(conv):
+    return lambda x, w: jnp.sum(jnp.sin(conv(
+        x, w, (s, s), pad, dimension_numbers=dn)))
+
+  _assert_close(layers.tap_grad_conv(x, w, (s, s), pad, dimension_numbers=dn),
+                jax.lax.conv_general_dilated(x, w, (s, s), pad,
+                                             dimension_numbers=dn))
+  g = jax.grad(loss(layers.tap_grad_conv), argnums=(0, 1))(x, w)
+  g_ref = jax.grad(loss(jax.lax.conv_general_dilated), argnums=(0, 1))(x, w)
+  _assert_close(g, g_ref)
+  # Through nn.Conv (flax passes its own dimension numbers): same grads.
+  import flax.linen as nn
+  m = layers.conv(5, k, s, p)
+  v = m.init(jax.random.key(2), x)
+  plain = nn.Conv(5, (k, k), (s, s), padding=pad)
+  _assert_close(
+      jax.grad(lambda v: jnp.sum(jnp.sin(m.apply(v, x))))(v),
+      jax.grad(lambda v: jnp.sum(jnp.sin(plain.apply(v, x))))(v))

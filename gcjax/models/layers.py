@@ -148,14 +148,99 @@ def reflect_pad(x: jax.Array, pad: int) -> jax.Array:
   return gcjax_reflect_pad(x, pad)
 
 
+# Weight gradients of convs whose per-tap product [Ci, B*Ho*Wo] x
+# [B*Ho*Wo, Co] has at least this many MACs are computed as one matmul per
+# kernel tap (see :func:`tap_grad_conv`).
+TAP_GRAD_MIN_MACS = 2**28
+_NHWC = ('NHWC', 'HWIO', 'NHWC')
+
+
+def _tap_weight_grad(x, dy, kh, kw, strides, padding):
+  """dW[i, j] = sum over pixels of x shifted by tap (i, j), times dy."""
+  (sh, sw), ((ph0, ph1), (pw0, pw1)) = strides, padding
+  b, ho, wo, co = dy.shape
+  ci = x.shape[-1]
+  xp = jnp.pad(x, ((0, 0), (ph0, ph1), (pw0, pw1), (0, 0)))
+  d2 = dy.reshape(b * ho * wo, co)
+  taps = [jax.lax.dot_general(
+      xp[:, i:i + sh * (ho - 1) + 1:sh, j:j + sw * (wo - 1) + 1:sw]
+      .reshape(b * ho * wo, ci), d2, (((0,), (0,)), ((), ())))
+          for i in range(kh) for j in range(kw)]
+  return jnp.stack(taps).reshape(kh, kw, ci, co)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv_tap_grad(x, w, strides, padding):
+  return jax.lax.conv_general_dilated(x, w, strides, padding,
+                                      dimension_numbers=_NHWC)
+
+
+def _conv_tap_grad_fwd(x, w, strides, padding):
+  return _conv_tap_grad(x, w, strides, padding), (x, w)
+
+
+def _conv_tap_grad_bwd(strides, padding, res, dy):
+  x, w = res
+  _, input_vjp = jax.vjp(lambda x: jax.lax.conv_general_dilated(
+      x, w, strides, padding, dimension_numbers=_NHWC), x)
+  dw = _tap_weight_grad(x, dy, w.shape[0], w.shape[1], strides, padding)
+  return input_vjp(dy)[0], dw.astype(w.dtype)
+
+
+_conv_tap_grad.defvjp(_conv_tap_grad_fwd, _conv_tap_grad_bwd)
+
+
+def tap_grad_conv(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                  rhs_dilation=None, dimension_numbers=None,
+                  feature_group_count=1, precision=None,
+                  preferred_element_type=None):
+  """``lax.conv_general_dilated`` whose kernel gradient is k*k matmuls.
+
+  XLA:CPU computes a conv's kernel gradient as a convolution whose window
+  is the whole output gradient; on wide layers that ran at ~12 GMAC/s (the
+  3x3 128 -> 128 convs of OMGD's deep teacher at 128x128, batch 4: 0.65-0.8
+  s each, 30% of the teacher's forward+backward). Here, for plain NHWC/HWIO
+  convs on CPU whose per-tap product has >= :data:`TAP_GRAD_MIN_MACS` MACs,
+  the kernel gradient is one [Ci, pixels] x [pixels, Co] matmul per tap;
+  values and the input gradient are XLA's own. Anything else (dilations,
+  groups, other layouts, other backends, small layers, inside
+  :func:`dilated_transposed_convs`) is ``lax.conv_general_dilated``. A
+  drop-in for ``nn.Conv(conv_general_dilated=...)``.
+  """
+  plain = functools.partial(
+      jax.lax.conv_general_dilated, lhs, rhs, window_strides, padding,
+      lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count,
+      precision=precision, preferred_element_type=preferred_element_type)
+  if (lhs.ndim != 4 or feature_group_count != 1 or _DILATED.get()
+      or isinstance(padding, str) or precision is not None
+      or preferred_element_type is not None
+      or any(d != 1 for d in (lhs_dilation or ()) + (rhs_dilation or ()))
+      or jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape,
+                                        dimension_numbers)
+      != jax.lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+      or jax.default_backend() != 'cpu'):
+    return plain()
+  y_shape = jax.eval_shape(plain).shape
+  b = lhs.shape[0] if isinstance(lhs.shape[0], int) else 1
+  if b * y_shape[1] * y_shape[2] * rhs.shape[2] * rhs.shape[3] < (
+      TAP_GRAD_MIN_MACS):
+    return plain()
+  return _conv_tap_grad(lhs, rhs, tuple(window_strides),
+                        tuple(tuple(p) for p in padding))
+
+
 def conv(features: int, kernel: int, stride: int = 1, padding: int = 0,
          use_bias: bool = True, groups: int = 1,
          name: str | None = None) -> nn.Conv:
-  """PyTorch ``Conv2d(k, stride, padding)`` with zero padding; HWIO kernel."""
+  """PyTorch ``Conv2d(k, stride, padding)`` with zero padding; HWIO kernel.
+
+  Its kernel gradient goes through :func:`tap_grad_conv`.
+  """
   return nn.Conv(features, (kernel, kernel), strides=(stride, stride),
                  padding=((padding, padding), (padding, padding)),
                  use_bias=use_bias, feature_group_count=groups,
-                 kernel_init=CONV_INIT, name=name)
+                 kernel_init=CONV_INIT, conv_general_dilated=tap_grad_conv,
+                 name=name)
 
 
 def conv_valid(x: jax.Array, features: int, kernel: int,
