@@ -79,22 +79,29 @@ ADAM = dict(lr=2e-4, betas=(0.5, 0.999))
 
 
 class PatchGAN(nn.Module):
-  """pix2pix ``NLayerDiscriminator`` as gcjax's ``PatchDiscriminator``."""
+  """pix2pix ``NLayerDiscriminator`` as gcjax's ``PatchDiscriminator``
+  (modules named as its Flax ones)."""
 
   def __init__(self, in_ch, ndf, n_layers):
     super().__init__()
-    m = [nn.Conv2d(in_ch, ndf, 4, 2, 1), nn.LeakyReLU(0.2)]
+    self.n = n_layers
+    self.conv0 = nn.Conv2d(in_ch, ndf, 4, 2, 1)
     c = ndf
     for i in range(1, n_layers + 1):
       c_out = ndf * min(2**i, 8)
-      m += [nn.Conv2d(c, c_out, 4, 2 if i < n_layers else 1, 1, bias=False),
-            nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
+      setattr(self, f'conv{i}', nn.Conv2d(c, c_out, 4,
+                                          2 if i < n_layers else 1, 1,
+                                          bias=False))
+      setattr(self, f'norm{i}', nn.BatchNorm2d(c_out))
       c = c_out
-    m.append(nn.Conv2d(c, 1, 4, 1, 1))
-    self.model = nn.Sequential(*m)
+    setattr(self, f'conv{n_layers + 1}', nn.Conv2d(c, 1, 4, 1, 1))
 
   def forward(self, x):
-    return self.model(x)
+    h = F.leaky_relu(self.conv0(x), 0.2)
+    for i in range(1, self.n + 1):
+      h = F.leaky_relu(getattr(self, f'norm{i}')(
+          getattr(self, f'conv{i}')(h)), 0.2)
+    return getattr(self, f'conv{self.n + 1}')(h)
 
 
 class VGG16(nn.Module):
@@ -185,6 +192,19 @@ def gram(f):
 def total_variation_sum(x):
   return ((x[:, :, 1:] - x[:, :, :-1]).abs().sum()
           + (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().sum())
+
+
+def peak_rss_mb() -> float:
+  """This process's peak resident memory (VmHWM: not the pre-exec parent's
+  high-water mark that ``ru_maxrss`` keeps across exec)."""
+  try:
+    with open('/proc/self/status') as f:
+      for line in f:
+        if line.startswith('VmHWM:'):
+          return int(line.split()[1]) / 1024
+  except OSError:
+    pass
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def grad_norm(params):
@@ -346,6 +366,58 @@ class OMGDStep:
     return out
 
 
+def check_record(path) -> None:
+  """Writes ``path`` (.npz): inputs, weights and torch outputs of the step's
+  pieces at tiny shapes, for a parity test against gcjax
+  (``tests/torch_omgd_step_test.py``).
+
+  Keys: ``x``, ``y`` [2, 3, 16, 16] images, ``fs``, ``ft`` [2, 8, 4, 4] maps,
+  ``term/<name>`` loss values, and per network ``<net>/sd/<key>`` (state
+  dict), ``<net>/transposed`` and ``<net>/out_<mode>`` (eval, train) for
+  ``deep`` (U-Net ngf 2, 2 residual blocks per level), ``disc`` (PatchGAN
+  ndf 4, 2 layers, on concat(x, y)) and ``vgg`` (relu<k> maps of x).
+  """
+  torch.manual_seed(0)
+  rec = {}
+  x, y = torch.rand(2, 3, 16, 16) * 2 - 1, torch.rand(2, 3, 16, 16) * 2 - 1
+  fs, ft = torch.randn(2, 8, 4, 4), torch.randn(2, 8, 4, 4)
+  logits_r, logits_f = torch.randn(2, 1, 3, 3), torch.randn(2, 1, 3, 3)
+  terms = {
+      'ssim': ssim_loss(x, y, _gaussian()),
+      'style': (gram(fs) - gram(ft)).abs().mean(),
+      'tv_sum': total_variation_sum(x),
+      'feature': ((fs.mean((2, 3)) - ft.mean((2, 3)))**2).mean(),
+      'hinge_d': F.relu(1 - logits_r).mean() + F.relu(1 + logits_f).mean(),
+      'hinge_g': -logits_f.mean()}
+  rec.update(x=x, y=y, fs=fs, ft=ft, logits_r=logits_r, logits_f=logits_f,
+             **{f'term/{k}': v for k, v in terms.items()})
+  nets = {'deep': (tg.UNet(2, 4, 3, 3, n_res=2), x),
+          'disc': (PatchGAN(6, 4, 2), torch.cat([x, y], 1))}
+  for name, (net, inp) in nets.items():
+    _pix2pix_init(net)
+    for m in net.modules():   # non-trivial running statistics
+      if isinstance(m, nn.BatchNorm2d):
+        m.running_mean.normal_(0, 0.1)
+        m.running_var.uniform_(0.5, 1.5)
+    rec.update({f'{name}/sd/{k}': v.clone() for k, v in net.state_dict().items()
+                if not k.endswith('num_batches_tracked')})
+    rec[f'{name}/transposed'] = np.array(
+        [k for k, m in net.named_modules()
+         if isinstance(m, nn.ConvTranspose2d)], dtype=str)
+    with torch.no_grad():
+      rec[f'{name}/out_eval'] = net.eval()(inp)
+      rec[f'{name}/out_train'] = net.train()(inp)
+  vgg = VGG16()
+  for k, conv in enumerate(vgg.convs):
+    rec[f'vgg/sd/{vgg.names[k]}.weight'] = conv.weight
+    rec[f'vgg/sd/{vgg.names[k]}.bias'] = conv.bias
+  with torch.no_grad():
+    for n, v in vgg(x, STYLE_LAYERS).items():
+      rec[f'vgg/{n}'] = v
+  np.savez(path, **{k: v.detach().numpy() if torch.is_tensor(v) else v
+                    for k, v in rec.items()})
+
+
 def main(argv=None) -> dict:
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--res', type=int, default=None,
@@ -358,7 +430,12 @@ def main(argv=None) -> dict:
   p.add_argument('--tiny', action='store_true')
   p.add_argument('--parts', action='store_true',
                  help='also time each network pass (median of --steps)')
+  p.add_argument('--check_out', default='',
+                 help='only write the parity record (.npz) to this path')
   args = p.parse_args(argv)
+  if args.check_out:
+    check_record(args.check_out)
+    return {}
   res = args.res or (16 if args.tiny else 256)
   torch.set_num_threads(args.threads)
   s = OMGDStep(res, args.batch, args.channels, tiny=args.tiny)
@@ -377,8 +454,7 @@ def main(argv=None) -> dict:
              tiny=args.tiny, metrics=metrics)
   if args.parts:
     out['parts'] = s.parts(max(1, args.steps))
-  out['peak_rss_mb'] = resource.getrusage(
-      resource.RUSAGE_SELF).ru_maxrss / 1024
+  out['peak_rss_mb'] = peak_rss_mb()
   print(json.dumps(out))
   return out
 
