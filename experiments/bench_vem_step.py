@@ -186,7 +186,8 @@ def _torch_lines(r) -> list[str]:
     lines = [
         f'Against PyTorch\'s OMGD step (mi none) measured in this sitting '
         f'after the JAX timing (`experiments/torch_omgd_step.py`, torch '
-        f'{t["torch"]}, {t["threads"]} threads, eager f32, median of '
+        f'{t["torch"]}, {t["threads"]} threads, eager f32'
+        f'{", denormals flushed" if t.get("flush_denormal") else ""}, median of '
         f'{t["steps"]} steps after a first one of {t["first_s"]:.2f} s; peak '
         f'RSS {t["peak_rss_mb"]:.0f} MB): {t["step_s_median"]:.3f} s; this '
         f'{what}: **{r["step_s"] / t["step_s_median"]:.2f}x**.']

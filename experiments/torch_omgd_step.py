@@ -430,6 +430,8 @@ def main(argv=None) -> dict:
   p.add_argument('--tiny', action='store_true')
   p.add_argument('--parts', action='store_true',
                  help='also time each network pass (median of --steps)')
+  p.add_argument('--keep_denormals', action='store_true',
+                 help='do not flush denormals to zero (XLA:CPU flushes them)')
   p.add_argument('--check_out', default='',
                  help='only write the parity record (.npz) to this path')
   args = p.parse_args(argv)
@@ -438,6 +440,7 @@ def main(argv=None) -> dict:
     return {}
   res = args.res or (16 if args.tiny else 256)
   torch.set_num_threads(args.threads)
+  flush = torch.set_flush_denormal(not args.keep_denormals)
   s = OMGDStep(res, args.batch, args.channels, tiny=args.tiny)
   t0 = time.perf_counter()
   metrics = s.step()
@@ -451,7 +454,8 @@ def main(argv=None) -> dict:
              step_s=times, steps=args.steps, first_s=first,
              torch=torch.__version__, threads=torch.get_num_threads(),
              res=res, batch=args.batch, channels=args.channels,
-             tiny=args.tiny, metrics=metrics)
+             tiny=args.tiny, flush_denormal=flush and not args.keep_denormals,
+             metrics=metrics)
   if args.parts:
     out['parts'] = s.parts(max(1, args.steps))
   out['peak_rss_mb'] = peak_rss_mb()
