@@ -71,8 +71,8 @@ def peak_flops(kind: str, dtype: str) -> tuple[float, str]:
 _TINY = [False]
 
 
-def make_config(tiny: bool, res: int):
-  c = pix2pix_omgd.build('vem', 'paper')
+def make_config(tiny: bool, res: int, kind: str = 'vem'):
+  c = pix2pix_omgd.build(kind, 'paper')
   c.data.args.resolution = res
   if tiny:
     c.teacher.ngf, c.student.ngf, c.disc.ndf = 4, 2, 4

@@ -15,7 +15,7 @@ Writes experiments/results/bench_vem_step.md (and prints it).
 
 ``--breakdown`` instead times the paper-shape step (``pix2pix_vem:paper``
 networks: wide ngf-64 + deep ngf-16 U-Net teachers trained online, student
-ngf 16, ndf-128 multi-scale PatchGAN, VGG16 style/perceptual losses, energy
+ngf 16, ndf-128 PatchGAN (one scale), VGG16 style/perceptual losses, energy
 net with K = 10 Langevin steps; 256x256 RGB, batch 4) and a timed split of
 its parts, each jitted on its own at the same shapes
 (``experiments/vem_step_parts.py``): median of ``--steps`` calls after the
@@ -23,10 +23,20 @@ compiling one, next to the machine's load average; then the step against
 the sum of its parts (the gap is overhead: what XLA fuses or schedules worse
 inside one program, the glue between parts, and anything not in the list).
 ``--tiny`` shrinks the networks and images (the test suite's run).
+``--mi`` picks the MI add-on of the step (default ``vem``; ``none`` is the
+plain OMGD paper step, without the energy-net rows). After the JAX timing
+(not concurrently), ``--torch_python`` (default /tmp/torchvenv/bin/python;
+'' to skip) runs ``experiments/torch_omgd_step.py`` (OMGD's step with
+mi none, in eager PyTorch) at the same shapes as a subprocess, and the step
+is reported against that measured PyTorch step; without a PyTorch
+interpreter the paper-shape ratio falls back to the constant
+``TORCH_STEP_S`` of issue 18 (measured on another machine), and says so.
 """
 
 import argparse
+import json
 import os
+import subprocess
 import time
 
 import jax
@@ -85,8 +95,12 @@ def fwd_throughput(ngf, res):
   return macs, t
 
 
-# OMGD's step in PyTorch at the paper's shapes on this 2-core CPU (issue 18).
+# OMGD's step in PyTorch at the paper's shapes, measured on another 2-core
+# machine in an earlier session (issue 18): the fallback without a PyTorch
+# interpreter only.
 TORCH_STEP_S = 17.8
+TORCH_PYTHON = '/tmp/torchvenv/bin/python'
+TORCH_SCRIPT = os.path.join(HERE, 'torch_omgd_step.py')
 OLDER = '<!-- older sections below -->'
 
 
@@ -106,7 +120,7 @@ def _timed(fn, args, reps):
 def breakdown(args) -> dict:
   """Paper-shape step time and its parts' times; returns the rows."""
   res, b = args.res, args.batch
-  c = bench_accel.make_config(args.tiny, res)
+  c = bench_accel.make_config(args.tiny, res, args.mi)
   mesh = sharding.create_mesh()
   rng = np.random.RandomState(0)
   batch = sharding.global_from_host(
@@ -142,23 +156,68 @@ def breakdown(args) -> dict:
                      compile_s=first - t))
     print(f'{p.name} {p.kind}: {1e3 * t:.1f} ms x {p.count}', flush=True)
   total = sum(r['count'] * r['s'] for r in rows)
-  return dict(rows=rows, step_s=step_s, step_times=times,
+  torch_run = None
+  if args.torch_python and os.path.exists(args.torch_python):
+    torch_run = torch_step(args.torch_python, res, b, args.steps, args.tiny,
+                           args.torch_parts)
+    print(f'PyTorch step {torch_run["step_s_median"]:.3f} s', flush=True)
+  return dict(rows=rows, step_s=step_s, step_times=times, torch=torch_run,
+              torch_python=args.torch_python, mi=args.mi,
               compile_s=compile_s, sum_s=total, load=(load0, os.getloadavg()),
               config=c, res=res, batch=b, reps=args.steps, tiny=args.tiny,
               nonfinite=sorted(k for k, v in jax.device_get(m).items()
                                if not np.all(np.isfinite(v))))
 
 
+def torch_step(python, res, batch, steps, tiny, parts=False) -> dict:
+  """Runs ``torch_omgd_step.py`` in ``python``; returns its JSON record."""
+  cmd = [python, TORCH_SCRIPT, f'--res={res}', f'--batch={batch}',
+         f'--steps={steps}', *(['--tiny'] if tiny else []),
+         *(['--parts'] if parts else [])]
+  out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _torch_lines(r) -> list[str]:
+  """The comparison with PyTorch's OMGD step (measured, or the constant)."""
+  t = r['torch']
+  what = 'OMGD step' if r['mi'] == 'none' else f'OMGD + {r["mi"]} step'
+  if t is not None:
+    lines = [
+        f'Against PyTorch\'s OMGD step (mi none) measured in this sitting '
+        f'after the JAX timing (`experiments/torch_omgd_step.py`, torch '
+        f'{t["torch"]}, {t["threads"]} threads, eager f32'
+        f'{", denormals flushed" if t.get("flush_denormal") else ""}, median of '
+        f'{t["steps"]} steps after a first one of {t["first_s"]:.2f} s; peak '
+        f'RSS {t["peak_rss_mb"]:.0f} MB): {t["step_s_median"]:.3f} s; this '
+        f'{what}: **{r["step_s"] / t["step_s_median"]:.2f}x**.']
+    if t.get('parts'):
+      lines += ['', '| PyTorch pass | ms |', '|---|---|'] + [
+          f'| {k} | {1e3 * v:.1f} |' for k, v in t['parts'].items()]
+    return lines
+  if not r['tiny'] and r['res'] == 256 and r['batch'] == 4:
+    return [f'No PyTorch interpreter at {r["torch_python"]!r}: against the '
+            f'constant PyTorch OMGD step of issue 18 ({TORCH_STEP_S} s, '
+            f'measured on another machine in an earlier session, so only '
+            f'indicative): {r["step_s"] / TORCH_STEP_S:.2f}x.']
+  return []
+
+
 def breakdown_markdown(r) -> str:
   c = r['config']
+  mi = ('' if r['mi'] == 'none' else
+        f', energy net with K = {c.mi.n_steps} Langevin steps'
+        if r['mi'] == 'vem' else f', MI add-on {r["mi"]}')
+  title = 'OMGD' if r['mi'] == 'none' else f'OMGD + {r["mi"].upper()}'
   lines = [
-      f'# OMGD + VEM pix2pix train step, broken down ({jax.default_backend()}'
+      f'# {title} pix2pix train step, broken down ({jax.default_backend()}'
       f', {jax.device_count()} device(s))', '',
-      f'Step: `pix2pix_vem:paper` networks{" (TINY)" if r["tiny"] else ""}: '
+      f'Step: `pix2pix_omgd:paper,mi={r["mi"]}` networks'
+      f'{" (TINY)" if r["tiny"] else ""}: '
       f'wide U-Net ngf {c.teacher.ngf} + deep U-Net ngf {c.teacher_deep.ngf} '
       f'teachers trained online, student ngf {c.student.ngf}, PatchGAN ndf '
-      f'{c.disc.ndf} ({c.disc.n_layers} layers), VGG16 style/perceptual, '
-      f'energy net with K = {c.mi.n_steps} Langevin steps; {r["res"]}x'
+      f'{c.disc.ndf} ({c.disc.n_layers} layers), VGG16 style/perceptual'
+      f'{mi}; {r["res"]}x'
       f'{r["res"]} RGB, batch {r["batch"]}. Times are medians of '
       f'{r["reps"]} calls after the compiling one; each part is jitted on '
       'its own at the step\'s shapes. Load average (1/5/15 min) before: '
@@ -181,10 +240,7 @@ def breakdown_markdown(r) -> str:
       + f'; compile + first call {r["compile_s"]:.1f} s) vs sum of parts '
       f'{r["sum_s"]:.2f} s: gap {gap:+.2f} s ({100 * gap / r["step_s"]:+.1f}%'
       ' of the step).']
-  if not r['tiny'] and r['res'] == 256 and r['batch'] == 4:
-    lines.append(f'Against PyTorch\'s OMGD step at these shapes on this '
-                 f'machine ({TORCH_STEP_S} s, issue 18): '
-                 f'{r["step_s"] / TORCH_STEP_S:.2f}x.')
+  lines += _torch_lines(r)
   if r['nonfinite']:
     lines.append(f'Non-finite metrics: {r["nonfinite"]}.')
   return '\n'.join(lines) + '\n'
@@ -218,6 +274,13 @@ def main(argv=None):
   p.add_argument('--skip_fwd', action='store_true')
   p.add_argument('--breakdown', action='store_true')
   p.add_argument('--tiny', action='store_true')
+  p.add_argument('--mi', default='vem', choices=('none', 'vem', 'vid', 'crd'),
+                 help='--breakdown: the step\'s MI add-on')
+  p.add_argument('--torch_python', default=TORCH_PYTHON,
+                 help='--breakdown: interpreter with torch for '
+                 'torch_omgd_step.py ("" to skip)')
+  p.add_argument('--torch_parts', action='store_true',
+                 help='--breakdown: also time PyTorch\'s network passes')
   p.add_argument('--out', default=os.path.join(HERE, 'results',
                                                'bench_vem_step.md'))
   args = p.parse_args(argv)

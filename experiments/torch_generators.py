@@ -9,7 +9,7 @@ install torch numpy``), never in gcjax's own.
   weight files), read by ``gcjax.convert.resnet_from_torch`` and
   ``dcgan_from_torch``.
 * ``UNet``, ``MobileResnet``, ``StyleGenerator``: pix2pix's ``unet_256``
-  (no residual blocks), GAN-Compression's mobile ResNet and gcjax's
+  (and OMGD's deep variant with residual blocks), GAN-Compression's mobile ResNet and gcjax's
   style-based generator, with modules named as gcjax's Flax modules
   (``down0_conv``, ``block0.sep1.dw``, ``mapping.dense0``, ...), so that a
   state dict maps to Flax variables by name (``bench_vs_pytorch``).
@@ -90,18 +90,50 @@ def dcgan(nz=100, d=64) -> nn.Module:
   return _DCGAN(nz, d)
 
 
+class BottleneckRes(nn.Module):
+  """OMGD's U-Net residual block (gcjax ``unet.BottleneckResBlock``).
+
+  reflect-pad 1 -> 1x1 (C -> 4C) -> BN -> ReLU -> 3x3 valid (4C) -> BN ->
+  ReLU -> 1x1 (4C -> C) -> BN -> ReLU -> reflect-pad 1 -> 3x3 valid (C) ->
+  BN, plus the identity; convs without bias (batch norm follows).
+  """
+
+  def __init__(self, c):
+    super().__init__()
+    self.conv1 = nn.Conv2d(c, 4 * c, 1, bias=False)
+    self.norm1 = nn.BatchNorm2d(4 * c)
+    self.conv2 = nn.Conv2d(4 * c, 4 * c, 3, bias=False)
+    self.norm2 = nn.BatchNorm2d(4 * c)
+    self.conv3 = nn.Conv2d(4 * c, c, 1, bias=False)
+    self.norm3 = nn.BatchNorm2d(c)
+    self.conv4 = nn.Conv2d(c, c, 3, bias=False)
+    self.norm4 = nn.BatchNorm2d(c)
+
+  def forward(self, x):
+    h = F.relu(self.norm1(self.conv1(F.pad(x, (1,) * 4, 'reflect'))))
+    h = F.relu(self.norm2(self.conv2(h)))
+    h = F.relu(self.norm3(self.conv3(h)))
+    return x + self.norm4(self.conv4(F.pad(h, (1,) * 4, 'reflect')))
+
+
 class UNet(nn.Module):
-  """pix2pix ``unet_256`` (batch norm, no residual blocks), gcjax names.
+  """pix2pix ``unet_256`` (batch norm), gcjax names; OMGD's deep variant
+  with ``n_res`` > 0.
 
   Level i encodes with ``down{i}_conv`` (4x4 s2) and decodes with
   ``up{i}_conv`` (4x4 s2 transposed); decoder level i > 0 output is
   concatenated after the skip (lrelu of the encoder output of level i - 1).
-  Dropout is identity (inference).
+  ``n_res`` residual blocks (``down{i}_res{j}``, ``up{i}_res{j}``) sit where
+  gcjax's ``UNetGenerator`` puts them; ``dropout`` acts on the ngf * 8
+  decoder levels 4 .. n - 2 in train mode (0: none, as at inference).
+  ``forward_features`` also returns gcjax's ``down{i}`` / ``up{i}`` maps.
   """
 
-  def __init__(self, ngf=64, num_downs=8, in_ch=3, out_ch=3):
+  def __init__(self, ngf=64, num_downs=8, in_ch=3, out_ch=3, n_res=0,
+               dropout=0.0):
     super().__init__()
     n = self.n = num_downs
+    self.n_res, self.dropout = n_res, dropout
     ch = [ngf * min(2**i, 8) for i in range(n)]
     up = ch[:n - 1]
     for i in range(n):
@@ -116,9 +148,22 @@ class UNet(nn.Module):
                                                       bias=i == 0))
       if i > 0:
         setattr(self, f'up{i}_norm', nn.BatchNorm2d(cout))
+      for j in range(n_res):
+        if i < n - 1:
+          setattr(self, f'down{i}_res{j}', BottleneckRes(ch[i]))
+        if i == 0:
+          setattr(self, f'up{i}_res{j}', BottleneckRes(cin))
+        elif i < n - 1:
+          setattr(self, f'up{i}_res{j}', BottleneckRes(cout))
 
-  def forward(self, x):
-    h, skips = x, []
+  def _res(self, h, name):
+    for j in range(self.n_res):
+      h = getattr(self, f'{name}_res{j}')(h)
+    return h
+
+  def forward_features(self, x):
+    """x [B, C, H, W] -> (image, {'down{i}' | 'up{i}': map})."""
+    h, skips, feats = x, [], {}
     for i in range(self.n):
       if i > 0:
         h = F.leaky_relu(h, 0.2)
@@ -126,11 +171,26 @@ class UNet(nn.Module):
       h = getattr(self, f'down{i}_conv')(h)
       if 0 < i < self.n - 1:
         h = getattr(self, f'down{i}_norm')(h)
+      if i < self.n - 1:
+        h = self._res(h, f'down{i}')
+      feats[f'down{i}'] = h
     for i in reversed(range(self.n)):
+      if i == 0:
+        h = self._res(h, 'up0')
       h = getattr(self, f'up{i}_conv')(F.relu(h))
       if i > 0:
-        h = torch.cat([skips[i - 1], getattr(self, f'up{i}_norm')(h)], 1)
-    return torch.tanh(h)
+        h = getattr(self, f'up{i}_norm')(h)
+        if i < self.n - 1:
+          h = self._res(h, f'up{i}')
+        if 4 <= i < self.n - 1 and self.dropout > 0:
+          h = F.dropout(h, self.dropout, self.training)
+      feats[f'up{i}'] = h
+      if i > 0:
+        h = torch.cat([skips[i - 1], h], 1)
+    return torch.tanh(h), feats
+
+  def forward(self, x):
+    return self.forward_features(x)[0]
 
 
 class SeparableConv(nn.Module):
