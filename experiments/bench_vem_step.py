@@ -284,6 +284,9 @@ def main(argv=None):
   p.add_argument('--out', default=os.path.join(HERE, 'results',
                                                'bench_vem_step.md'))
   args = p.parse_args(argv)
+  from gcjax import hostmem
+  if hostmem.keep_freed_memory():   # as gcjax.main does; the PyTorch
+    os.environ[hostmem.ENV] = '1'   # step's subprocess follows suit
   if args.breakdown:
     r = breakdown(args)
     text = breakdown_markdown(r)

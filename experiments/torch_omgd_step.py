@@ -439,6 +439,11 @@ def main(argv=None) -> dict:
     check_record(args.check_out)
     return {}
   res = args.res or (16 if args.tiny else 256)
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
+      __file__))))
+  from gcjax import hostmem  # stdlib only: gcjax's allocator policy
+  if os.environ.get(hostmem.ENV) == '1':   # set by bench_vem_step
+    hostmem.keep_freed_memory()
   torch.set_num_threads(args.threads)
   flush = torch.set_flush_denormal(not args.keep_denormals)
   s = OMGDStep(res, args.batch, args.channels, tiny=args.tiny)
