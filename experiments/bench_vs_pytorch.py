@@ -118,6 +118,12 @@ def torch_worker() -> None:
       reply = {'sd': sd, 'transposed': transposed,
                'version': str(torch.__version__),
                'threads': torch.get_num_threads()}
+    elif req['cmd'] == 'profile':
+      from experiments import op_profile
+      ops, wall = op_profile.torch_ops(nets[req['name']],
+                                       torch.from_numpy(req['x']),
+                                       req['reps'])
+      reply = {'ops': ops, 'wall': wall}
     else:   # run: one call per request, timed here
       x = torch.from_numpy(req['x'])
       t0 = time.perf_counter()
@@ -214,7 +220,7 @@ def flax_net(row: str, spec: dict, sd, transposed):
 
 
 def bench(rows, batches, reps, tiny, torch_python, pause=0.05,
-          keep_host_memory=True) -> tuple[list, dict]:
+          keep_host_memory=True, profile=False) -> tuple[list, dict]:
   """Measures every (row, batch); returns (table rows, run info)."""
   import jax
   import numpy as np
@@ -274,6 +280,13 @@ def bench(rows, batches, reps, tiny, torch_python, pause=0.05,
         table.append(dict(row=row, batch=b, torch_ms=1e3 * np.median(tt),
                           jax_ms=1e3 * np.median(tj), diff=diff, scale=scale,
                           compile_s=compile_s))
+        if profile:
+          from experiments import op_profile
+          jops, jwall = op_profile.jax_ops(fwd, variables, x, reps=reps)
+          tp = torch.ask(cmd='profile', name=row, x=xt, reps=reps)
+          table[-1]['profile'] = dict(
+              jax=op_profile.grouped(jops), jax_wall=jwall,
+              torch=op_profile.grouped(tp['ops']), torch_wall=tp['wall'])
         print(f'{row} b{b}: torch {table[-1]["torch_ms"]:.1f} ms, gcjax '
               f'{table[-1]["jax_ms"]:.1f} ms, max|diff| {diff:.2e}',
               file=sys.stderr)
@@ -312,6 +325,39 @@ def markdown(table, info, reps, tiny) -> str:
   return '\n'.join(lines) + '\n'
 
 
+def profile_markdown(table, top) -> str:
+  """Per row: the ``top`` op groups of each framework, ms per call."""
+  lines = ['# Per-op profiles: gcjax (XLA:CPU) vs PyTorch', '',
+           'Same weights and inputs as `bench_vs_pytorch.md`, profiled right '
+           'after its timing. gcjax: wall time per call each HLO op ran '
+           '(union over threads), grouped by the Flax module that made it '
+           '(block/level numbers folded); PyTorch: `torch.profiler` self CPU '
+           'time per ATen op and input shapes. Profiling adds overhead to '
+           'both totals.', '']
+  for r in table:
+    p = r.get('profile')
+    if not p:
+      continue
+    lines += [f'## {TITLES[r["row"]]}, batch {r["batch"]}', '',
+              f'Profiled wall per call: gcjax {p["jax_wall"]:.1f} ms (ops '
+              f'{sum(g["ms"] for g in p["jax"]):.1f}), PyTorch '
+              f'{p["torch_wall"]:.1f} ms (ops '
+              f'{sum(g["ms"] for g in p["torch"]):.1f}).', '',
+              '| # | gcjax op group | n | ms | PyTorch op | n | ms |',
+              '|---|---|---|---|---|---|---|']
+    for i in range(min(top, max(len(p['jax']), len(p['torch'])))):
+      j = p['jax'][i] if i < len(p['jax']) else None
+      t = p['torch'][i] if i < len(p['torch']) else None
+      lines.append(
+          f'| {i + 1} | ' +
+          (f'{j["what"]} | {j["n"]} | {j["ms"]:.2f}' if j else ' | | ') +
+          ' | ' +
+          (f'{t["what"]} | {t["n"]} | {t["ms"]:.2f}' if t else ' | | ') +
+          ' |')
+    lines.append('')
+  return '\n'.join(lines)
+
+
 def main(argv=None) -> list:
   ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   ap.add_argument('--stage', default='bench', choices=('bench', 'torch'))
@@ -321,6 +367,11 @@ def main(argv=None) -> list:
   ap.add_argument('--reps', type=int, default=7)
   ap.add_argument('--pause', type=float, default=0.05,
                   help='seconds of idle before each timed call')
+  ap.add_argument('--profile', action='store_true',
+                  help='also write per-op profiles of both frameworks '
+                  '(experiments/op_profile.py) to <out>_profile.md')
+  ap.add_argument('--top', type=int, default=12,
+                  help='--profile: ops listed per framework and row')
   ap.add_argument('--keep_host_memory', type=int, default=1,
                   help='1: gcjax.hostmem.keep_freed_memory() in both '
                   'processes (what gcjax programs do); 0: glibc defaults')
@@ -336,11 +387,16 @@ def main(argv=None) -> list:
     sys.exit(f'--rows: unknown {bad}; expected a subset of {ROWS}')
   batches = [int(b) for b in args.batches.split(',')]
   table, info = bench(rows, batches, args.reps, args.tiny, args.torch_python,
-                      args.pause, bool(args.keep_host_memory))
+                      args.pause, bool(args.keep_host_memory), args.profile)
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, 'w') as f:
     f.write(markdown(table, info, args.reps, args.tiny))
   print('wrote', args.out, file=sys.stderr)
+  if args.profile:
+    path = os.path.splitext(args.out)[0] + '_profile.md'
+    with open(path, 'w') as f:
+      f.write(profile_markdown(table, args.top))
+    print('wrote', path, file=sys.stderr)
   return table
 
 

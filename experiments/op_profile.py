@@ -107,3 +107,20 @@ def torch_ops(net, x, reps: int = 5) -> tuple[list[dict], float]:
                        shape=str(e.input_shapes)[:80],
                        what=f'{e.count // reps} calls'))
   return sorted(rows, key=lambda r: -r['ms']), wall
+
+
+def grouped(rows: list[dict]) -> list[dict]:
+  """Rows summed by what made them, with numbered blocks/levels folded
+  (``block3`` -> ``block*``): [{'what', 'n', 'ms'}] by time."""
+  ms, n = collections.Counter(), collections.Counter()
+  for r in rows:
+    if r['kind'] != r['name']:   # a JAX op: fold the numbering
+      what = re.sub(r'([a-z_]+)\d+', r'\1*', r['what'])
+      what = what.split('/', 1)[-1] if what else r['shape']
+      what = f'{what} ({r["kind"].split(":")[0]})'
+    else:   # a PyTorch op: op name and input shapes
+      what = f'{r["name"]} {r["shape"]}'.replace(', []', '')
+    what = what.replace('|', '/')
+    ms[what] += r['ms']
+    n[what] += int(r['what'].split()[0]) if r['what'].endswith(' calls') else 1
+  return [dict(what=w, n=n[w], ms=m) for w, m in ms.most_common()]

@@ -20,6 +20,23 @@ def _pair(seed, shape, noise=0.3):
 
 class ImageMetricsTest(parameterized.TestCase):
 
+  @parameterized.parameters(('VALID',), ('SAME',))
+  def test_separable_filter_equals_grouped_conv_values_and_grads(self, pad):
+    x = jnp.asarray(_pair(1, (2, 17, 15, 5))[0])
+    g = image._gaussian_1d(11, 1.5)
+
+    def plain(x):   # the depthwise conv with the 2D outer-product kernel
+      k = jnp.tile((g[:, None] * g[None, :])[:, :, None, None], (1, 1, 1, 5))
+      return jax.lax.conv_general_dilated(
+          x, k, (1, 1), pad, dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+          feature_group_count=5, precision=jax.lax.Precision.HIGHEST)
+
+    fast = lambda x: image._separable_filter(x, g, pad)
+    np.testing.assert_allclose(fast(x), plain(x), atol=1e-6)
+    loss = lambda f: lambda x: jnp.sum(jnp.sin(3.0 * f(x)))
+    np.testing.assert_allclose(jax.grad(loss(fast))(x),
+                               jax.grad(loss(plain))(x), atol=1e-5)
+
   @parameterized.parameters((1,), (3,))
   def test_psnr_matches_skimage(self, c):
     x, y = _pair(0, (2, 20, 24, c))

@@ -50,18 +50,17 @@ def _separable_filter(x: jax.Array, g: jax.Array, padding: str) -> jax.Array:
 
   ``padding``: 'VALID' (window positions inside the image) or 'SAME' (zero
   padding, a full-size map; separable zero padding equals 2D zero padding).
+  Computed as k shifted multiply-adds per axis, which XLA fuses into one
+  loop each: XLA:CPU's grouped conv (``feature_group_count = C``) took ~0.9
+  s forward+backward for OMGD's SSIM loss at 256x256, batch 4.
   """
-  c = x.shape[-1]
   k = g.shape[0]
-  dn = ('NHWC', 'HWIO', 'NHWC')
-  kh = jnp.tile(g.reshape(k, 1, 1, 1), (1, 1, 1, c))
-  kw = jnp.tile(g.reshape(1, k, 1, 1), (1, 1, 1, c))
-  x = jax.lax.conv_general_dilated(
-      x, kh, (1, 1), padding, dimension_numbers=dn, feature_group_count=c,
-      precision=jax.lax.Precision.HIGHEST)
-  return jax.lax.conv_general_dilated(
-      x, kw, (1, 1), padding, dimension_numbers=dn, feature_group_count=c,
-      precision=jax.lax.Precision.HIGHEST)
+  if padding == 'SAME':
+    lo = (k - 1) // 2
+    x = jnp.pad(x, ((0, 0), (lo, k - 1 - lo), (lo, k - 1 - lo), (0, 0)))
+  h, w = x.shape[1] - k + 1, x.shape[2] - k + 1
+  x = sum(g[i] * x[:, i:i + h] for i in range(k))
+  return sum(g[i] * x[:, :, i:i + w] for i in range(k))
 
 
 def ssim(x: jax.Array, y: jax.Array, max_val: float = 2.0,
