@@ -14,12 +14,20 @@ DLSGAN paper preset's 128x128) at batch 1 and 4:
   (``gcjax.convert`` for the ResNet-9 and the DCGAN, by module name for the
   rest); both frameworks then run the same inputs, and the table reports
   the largest output difference (the same-function check).
-* gcjax runs ``jax.jit(module.apply)``. Calls alternate between the two
-  frameworks (one call each, ``--reps`` rounds, after a warm-up) so load
-  changes hit both; medians are reported with gcjax / PyTorch.
+* gcjax runs ``jax.jit(module.apply)`` with its parameters and input on
+  the device. Calls alternate between the two frameworks (one call each,
+  ``--reps`` rounds, after a warm-up, each after ``--pause`` seconds idle so
+  neither runs against the other's spinning worker threads) so load changes
+  hit both; medians are reported with gcjax / PyTorch.
+* Both processes get gcjax's host-memory policy (``gcjax.hostmem``, what
+  gcjax's programs apply; ``--keep_host_memory=0`` leaves glibc's defaults).
+* ``--profile`` also profiles each row in both frameworks right after its
+  timing (``experiments/op_profile.py``) and writes the ``--top`` op groups
+  of each to ``<out>_profile.md``.
 
-  nice -n 0 python -m experiments.bench_vs_pytorch [--reps=7]
+  nice -n 0 python -m experiments.bench_vs_pytorch [--reps=7] [--profile]
       [--rows=unet64,unet16,resnet9,mobile16,dcgan,style] [--batches=1,4]
+      [--pause=0.05] [--keep_host_memory=1]
 
 Writes experiments/results/bench_vs_pytorch.md (``--out``). ``--tiny``
 shrinks every network and image (the test suite's run; its times mean
