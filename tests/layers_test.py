@@ -201,3 +201,27 @@ def test_tap_grad_conv_equals_xla_conv_values_and_grads(k, s, p, monkeypatch):
   _assert_close(
       jax.grad(lambda v: jnp.sum(jnp.sin(m.apply(v, x))))(v),
       jax.grad(lambda v: jnp.sum(jnp.sin(plain.apply(v, x))))(v))
+
+
+def test_row_split_conv_equals_plain_conv_values_and_grads():
+  x = jax.random.normal(jax.random.key(0), (2, 9, 10, 16))
+  w = 0.1 * jax.random.normal(jax.random.key(1), (7, 7, 16, 3))
+  _assert_close(layers.row_split_conv(x, w), layers._plain_same_conv(x, w))
+  loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))
+  _assert_close(jax.grad(loss(layers.row_split_conv), argnums=(0, 1))(x, w),
+                jax.grad(loss(layers._plain_same_conv), argnums=(0, 1))(x, w))
+  # conv_valid (the ResNet heads) takes it for a 16 -> 3 7x7 conv.
+  import flax.linen as nn
+
+  class Head(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+      return layers.conv_valid(x, 3, 7, name='c')
+
+  v = Head().init(jax.random.key(2), x)
+  jaxpr = jax.make_jaxpr(Head().apply)(v, x)
+  assert any('custom_vjp' in e.primitive.name for e in jaxpr.eqns)
+  ref = jax.lax.conv_general_dilated(
+      x, v['params']['c']['kernel'], (1, 1), 'VALID',
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC')) + v['params']['c']['bias']
+  _assert_close(Head().apply(v, x), ref)
