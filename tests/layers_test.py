@@ -176,12 +176,17 @@ def test_reflect_pad_equals_numpy_reflect_values_and_grads(pad):
   np.testing.assert_allclose(g(x), g_ref(x), atol=1e-6)
 
 
-@pytest.mark.parametrize('k,s,p', [(3, 1, 1), (4, 2, 1), (1, 1, 0), (3, 1, 0)])
-def test_tap_grad_conv_equals_xla_conv_values_and_grads(k, s, p, monkeypatch):
-  monkeypatch.setattr(layers, 'TAP_GRAD_MIN_MACS', 0)   # the tap path
+@pytest.mark.parametrize('min_macs', [0, 1 << 62])   # tap dW or XLA's dW
+@pytest.mark.parametrize('k,s,p', [(3, 1, 1), (4, 2, 1), (1, 1, 0), (3, 1, 0),
+                                   (4, 1, (1, 2))])
+def test_tap_grad_conv_equals_xla_conv_values_and_grads(k, s, p, min_macs,
+                                                        monkeypatch):
+  # Stride 1: the input gradient is the flipped-kernel conv in both cases.
+  monkeypatch.setattr(layers, 'TAP_GRAD_MIN_MACS', min_macs)
   x = jax.random.normal(jax.random.key(0), (2, 9, 8, 3))
   w = jax.random.normal(jax.random.key(1), (k, k, 3, 5))
-  pad, dn = ((p, p), (p, p)), ('NHWC', 'HWIO', 'NHWC')
+  pad = ((p, p), (p, p)) if isinstance(p, int) else (p, p)
+  dn = ('NHWC', 'HWIO', 'NHWC')
 
   def loss(conv):
     return lambda x, w: jnp.sum(jnp.sin(conv(
@@ -195,6 +200,8 @@ def test_tap_grad_conv_equals_xla_conv_values_and_grads(k, s, p, monkeypatch):
   _assert_close(g, g_ref)
   # Through nn.Conv (flax passes its own dimension numbers): same grads.
   import flax.linen as nn
+  if not isinstance(p, int):
+    return
   m = layers.conv(5, k, s, p)
   v = m.init(jax.random.key(2), x)
   plain = nn.Conv(5, (k, k), (s, s), padding=pad)

@@ -25,6 +25,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from gcjax.models import layers
+
 
 def n_halvings(size: int) -> int:
   """Number of 2x average-pools (floor) that bring ``size`` down to 1."""
@@ -43,7 +45,10 @@ class _SNConv(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool):
-    conv = nn.Conv(self.features, (self.kernel, self.kernel), padding='SAME')
+    lo = (self.kernel - 1) // 2   # 'SAME', explicit for tap_grad_conv
+    pad = ((lo, self.kernel - 1 - lo),) * 2
+    conv = nn.Conv(self.features, (self.kernel, self.kernel), padding=pad,
+                   conv_general_dilated=layers.tap_grad_conv)
     if self.spectral_norm:
       return nn.SpectralNorm(conv)(x, update_stats=train)
     return conv(x)

@@ -169,22 +169,43 @@ def _tap_weight_grad(x, dy, kh, kw, strides, padding):
   return jnp.stack(taps).reshape(kh, kw, ci, co)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _conv_tap_grad(x, w, strides, padding):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _conv_tap_grad(x, w, strides, padding, tap_dw):
   return jax.lax.conv_general_dilated(x, w, strides, padding,
                                       dimension_numbers=_NHWC)
 
 
-def _conv_tap_grad_fwd(x, w, strides, padding):
-  return _conv_tap_grad(x, w, strides, padding), (x, w)
+def _conv_tap_grad_fwd(x, w, strides, padding, tap_dw):
+  return _conv_tap_grad(x, w, strides, padding, tap_dw), (x, w)
 
 
-def _conv_tap_grad_bwd(strides, padding, res, dy):
+def _input_grad_as_conv(w, dy, padding):
+  """A stride-1 conv's input gradient as a plain conv of ``dy`` with the
+  flipped, in/out-swapped kernel, materialized (the barrier keeps XLA from
+  folding the swap back into the conv's dimension numbers: that form ran
+  ~10x slower on XLA:CPU inside loops such as the Langevin chain)."""
+  kh, kw = w.shape[:2]
+  (h0, h1), (w0, w1) = padding
+  w_t = jax.lax.optimization_barrier(jnp.flip(w, (0, 1)).swapaxes(2, 3))
+  return jax.lax.conv_general_dilated(
+      dy, w_t, (1, 1), ((kh - 1 - h0, kh - 1 - h1), (kw - 1 - w0, kw - 1 - w1)),
+      dimension_numbers=_NHWC)
+
+
+def _conv_tap_grad_bwd(strides, padding, tap_dw, res, dy):
   x, w = res
-  _, input_vjp = jax.vjp(lambda x: jax.lax.conv_general_dilated(
-      x, w, strides, padding, dimension_numbers=_NHWC), x)
-  dw = _tap_weight_grad(x, dy, w.shape[0], w.shape[1], strides, padding)
-  return input_vjp(dy)[0], dw.astype(w.dtype)
+  plain = lambda x, w: jax.lax.conv_general_dilated(
+      x, w, strides, padding, dimension_numbers=_NHWC)
+  if tap_dw:
+    dw = _tap_weight_grad(x, dy, w.shape[0], w.shape[1], strides, padding)
+  else:
+    dw = jax.vjp(lambda w: plain(x, w), w)[1](dy)[0]
+  if strides == (1, 1) and all(0 <= p <= k - 1 for pair, k in zip(
+      padding, w.shape[:2]) for p in pair):
+    dx = _input_grad_as_conv(w, dy, padding)
+  else:
+    dx = jax.vjp(lambda x: plain(x, w), x)[1](dy)[0]
+  return dx.astype(x.dtype), dw.astype(w.dtype)
 
 
 _conv_tap_grad.defvjp(_conv_tap_grad_fwd, _conv_tap_grad_bwd)
@@ -254,10 +275,13 @@ def tap_grad_conv(lhs, rhs, window_strides, padding, lhs_dilation=None,
   s each, 30% of the teacher's forward+backward). Here, for plain NHWC/HWIO
   convs on CPU whose per-tap product has >= :data:`TAP_GRAD_MIN_MACS` MACs,
   the kernel gradient is one [Ci, pixels] x [pixels, Co] matmul per tap;
-  values and the input gradient are XLA's own. Stride-1 odd-k 'same' convs
+  values are XLA's own. The input gradient of a stride-1 conv is a plain
+  conv with the flipped kernel (:func:`_input_grad_as_conv`; XLA's own form
+  ran the VEM energy net's Langevin chain ~10x slower). Stride-1 odd-k
+  'same' convs
   (k >= 5) from <= 32 to <= 4 channels run forward as
   :func:`row_split_conv`. Anything else (dilations,
-  groups, other layouts, other backends, small layers, inside
+  groups, other layouts, other backends, small strided layers, inside
   :func:`dilated_transposed_convs`) is ``lax.conv_general_dilated``. A
   drop-in for ``nn.Conv(conv_general_dilated=...)``.
   """
@@ -278,11 +302,13 @@ def tap_grad_conv(lhs, rhs, window_strides, padding, lhs_dilation=None,
     return row_split_conv(lhs, rhs)
   y_shape = jax.eval_shape(plain).shape
   b = lhs.shape[0] if isinstance(lhs.shape[0], int) else 1
-  if b * y_shape[1] * y_shape[2] * rhs.shape[2] * rhs.shape[3] < (
-      TAP_GRAD_MIN_MACS):
+  tap_dw = b * y_shape[1] * y_shape[2] * rhs.shape[2] * rhs.shape[3] >= (
+      TAP_GRAD_MIN_MACS)
+  strides = tuple(window_strides)
+  if not tap_dw and strides != (1, 1):
     return plain()
-  return _conv_tap_grad(lhs, rhs, tuple(window_strides),
-                        tuple(tuple(p) for p in padding))
+  return _conv_tap_grad(lhs, rhs, strides, tuple(tuple(p) for p in padding),
+                        tap_dw)
 
 
 def conv(features: int, kernel: int, stride: int = 1, padding: int = 0,
