@@ -217,8 +217,10 @@ class SNConv(nn.Module):
     w = w * scale
     if not self.kernel:
       return x @ w + b
-    y = jax.lax.conv_general_dilated(
-        x, w, (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    lo = (self.kernel - 1) // 2   # 'SAME'; tap_grad_conv's input gradient
+    y = layers.tap_grad_conv(     # is ~10x faster in the Langevin loop
+        x, w, (1, 1), ((lo, self.kernel - 1 - lo),) * 2,
+        dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
     return y + b
 
 
