@@ -85,6 +85,22 @@ def make_config(tiny: bool, res: int, kind: str = 'vem'):
   return c
 
 
+def run_steps(step, state, batch, key, frozen, steps: int):
+  """(state, metrics, compile + first step s, the ``steps`` later steps'
+  times in s) of a jitted train step, each step with its own folded key."""
+  t0 = time.perf_counter()
+  state, m = step(state, batch, key, frozen)
+  jax.block_until_ready(m)
+  compile_s = time.perf_counter() - t0
+  times = []
+  for i in range(steps):
+    t0 = time.perf_counter()
+    state, m = step(state, batch, jax.random.fold_in(key, i), frozen)
+    jax.block_until_ready(m)
+    times.append(time.perf_counter() - t0)
+  return state, m, compile_s, times
+
+
 def measure(c, batch_size: int, res: int, dtype: str, steps: int) -> dict:
   """One (dtype, batch) row."""
   mesh = sharding.create_mesh()
@@ -101,16 +117,7 @@ def measure(c, batch_size: int, res: int, dtype: str, steps: int) -> dict:
   flops = cost.xla_flops(fn, state, batch, key, frozen)
   step = jax.jit(fn, donate_argnums=(0,),
                  out_shardings=(jax.tree.map(lambda _: rep, state), rep))
-  t0 = time.perf_counter()
-  state, m = step(state, batch, key, frozen)
-  jax.block_until_ready(m)
-  compile_s = time.perf_counter() - t0
-  times = []
-  for i in range(steps):
-    t0 = time.perf_counter()
-    state, m = step(state, batch, jax.random.fold_in(key, i), frozen)
-    jax.block_until_ready(m)
-    times.append(time.perf_counter() - t0)
+  _, m, compile_s, times = run_steps(step, state, batch, key, frozen, steps)
   step_s = float(np.median(times))
   m = jax.device_get(m)
   return dict(dtype=dtype, batch=batch_size, compile_s=compile_s,

@@ -135,16 +135,8 @@ def breakdown(args) -> dict:
   state = init(jax.random.key(0))
   step = jax.jit(method.train_step, donate_argnums=(0,),
                  out_shardings=(jax.tree.map(lambda _: rep, state), rep))
-  t0 = time.perf_counter()
-  state, m = step(state, batch, key, frozen)
-  jax.block_until_ready(m)
-  compile_s = time.perf_counter() - t0
-  times = []
-  for i in range(args.steps):
-    t0 = time.perf_counter()
-    state, m = step(state, batch, jax.random.fold_in(key, i), frozen)
-    jax.block_until_ready(m)
-    times.append(time.perf_counter() - t0)
+  state, m, compile_s, times = bench_accel.run_steps(
+      step, state, batch, key, frozen, args.steps)
   step_s = float(np.median(times))
   print(f'step {step_s:.3f} s (compile {compile_s:.1f} s)', flush=True)
   del state
